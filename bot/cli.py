@@ -1,0 +1,215 @@
+"""The ``supportbot`` command-line tool."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from supportbot.settings import get_settings
+
+app = typer.Typer(help="Self-hostable customer-support chatbot.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+docs_app = typer.Typer(help="Documents in the knowledge base.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(docs_app, name="documents")
+
+console = Console()
+err = Console(stderr=True)
+
+SAMPLE_KB = Path(__file__).resolve().parent / "sample_kb"
+
+
+@app.callback()
+def _setup() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+@contextmanager
+def _database() -> Iterator:
+    from supportbot.database import DatabaseError, open_database
+
+    try:
+        db = open_database()
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+# --- db ------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending schema migrations (safe to run any number of times)."""
+    from supportbot.database import DatabaseError, resolve_url
+    from supportbot.migrate import upgrade
+
+    try:
+        applied = upgrade(resolve_url())
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+# --- ingestion -----------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (PDF, DOCX, HTML, MD, TXT, FAQ CSV/JSON).")],
+    collection: Annotated[str, typer.Option(help="Knowledge collection.")] = "default",
+    product: Annotated[str | None, typer.Option(help="Product line the documents belong to.")] = None,
+) -> None:
+    """Ingest manuals and FAQs; unchanged files are skipped, changed ones replaced atomically."""
+    from ingestion.embed import get_embedder
+    from ingestion.pipeline import Ingestor, expand_paths
+
+    missing = [p for p in paths if not p.exists()]
+    for path in missing:
+        err.print(f"[red]error:[/red] {path}: no such file or folder", highlight=False)
+    files = expand_paths(p for p in paths if p.exists())
+    if not files:
+        raise _fail("nothing to ingest")
+    with _database() as db:
+        ingestor = Ingestor(db, get_embedder())
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err, transient=True) as progress:
+            task = progress.add_task("ingesting", total=len(files))
+            outcomes = []
+            for path, source in files:
+                progress.update(task, description=f"ingesting {source}")
+                outcome = ingestor.ingest_file(path, source, collection, product)
+                outcomes.append(outcome)
+                progress.advance(task)
+                if outcome.ok:
+                    detail = f"{outcome.chunks} chunks, v{outcome.version}" if outcome.chunks else "unchanged"
+                    console.print(f"{outcome.outcome:>9}  {source}  ({detail}, {outcome.seconds:.1f} s)",
+                                  highlight=False)
+                else:
+                    err.print(f"[red]   failed[/red]  {outcome.message}", highlight=False)
+    failed = sum(not o.ok for o in outcomes) + len(missing)
+    console.print(f"{len(outcomes) - failed + len(missing)} ingested or unchanged, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@docs_app.command("list")
+def documents_list(
+    collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List ingested documents."""
+    from ingestion.store import list_documents
+
+    with _database() as db:
+        rows = list_documents(db, collection)
+    if as_json:
+        print(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table("id", "collection", "source", "title", "product", "ver", "chunks", "updated")
+    for r in rows:
+        table.add_row(str(r["id"]), r["collection"], r["source"], r["title"], r["product"] or "",
+                      str(r["version"]), str(r["chunks"]), r["updated_at"].strftime("%Y-%m-%d %H:%M"))
+    console.print(table if rows else "no documents yet: add some with `supportbot ingest PATH`")
+
+
+@docs_app.command("delete")
+def documents_delete(document_id: Annotated[int, typer.Argument(help="Document id (see `documents list`).")]) -> None:
+    """Delete a document and all its chunks."""
+    from ingestion.store import delete_document
+
+    with _database() as db:
+        row = delete_document(db, document_id)
+    if not row:
+        raise _fail(f"no document with id {document_id}")
+    console.print(f"deleted {row['source']} (id {row['id']}, collection {row['collection']})")
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="The question; omit with --json to read one per line from stdin.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Number of hits.")] = 5,
+    collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
+    product: Annotated[str | None, typer.Option(help="Only this product line.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one line per query from stdin).")] = False,
+) -> None:
+    """Hybrid search (vector + full text) over the knowledge base."""
+    from ingestion.embed import get_embedder
+    from ingestion.search import Searcher
+
+    if query is None and not as_json:
+        raise _fail("give a QUERY, or use --json to read queries from standard input")
+    settings = get_settings()
+    with _database() as db:
+        searcher = Searcher(db, get_embedder(), settings.search_candidates, settings.hnsw_ef_search)
+        if query is None:
+            for line in sys.stdin:
+                if line.strip():
+                    hits = searcher.search(line.strip(), k, collection, product)
+                    print(json.dumps([h.to_dict() for h in hits]), flush=True)
+            return
+        hits = searcher.search(query, k, collection, product)
+    if as_json:
+        print(json.dumps([h.to_dict() for h in hits], indent=2))
+        return
+    _print_hits(hits)
+
+
+def _print_hits(hits) -> None:
+    if not hits:
+        console.print("no hits")
+    for i, hit in enumerate(hits, 1):
+        where = " > ".join(hit.heading_path) or hit.title
+        page = f", p. {hit.page}" if hit.page else ""
+        console.print(f"[bold]{i}. {hit.title}[/bold] — {where}{page}  [dim]({hit.source}, score {hit.score:.4f})[/dim]")
+        console.print(f"   {hit.text[:300]}{'…' if len(hit.text) > 300 else ''}", highlight=False)
+
+
+# --- quickstart ----------------------------------------------------------------------------
+
+
+@app.command()
+def quickstart(
+    question: Annotated[str, typer.Argument(help="A question for the sample knowledge base.")] = "How do I reset my router to factory settings?",
+) -> None:
+    """Migrate the database, ingest the sample knowledge base, and answer a search."""
+    from ingestion.embed import get_embedder
+    from ingestion.pipeline import Ingestor
+    from ingestion.search import Searcher
+
+    settings = get_settings()
+    with _database() as db:
+        console.print(f"database ready ({'DATABASE_URL' if settings.database_url else 'embedded, ' + str(settings.pgdata)})")
+        embedder = get_embedder()
+        for outcome in Ingestor(db, embedder).ingest_paths([SAMPLE_KB], collection="sample", product="aurora-x2"):
+            if not outcome.ok:
+                raise _fail(outcome.message)
+            console.print(f"{outcome.outcome:>9}  {outcome.source} ({outcome.chunks or 'no new'} chunks)")
+        console.print(f"\n[bold]Q:[/bold] {question}")
+        _print_hits(Searcher(db, embedder).search(question, k=3, collection="sample"))

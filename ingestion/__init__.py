@@ -1,0 +1,1 @@
+"""Ingestion: parse manuals and FAQs, chunk, embed, store in Postgres/pgvector, and search them."""

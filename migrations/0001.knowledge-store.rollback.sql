@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS ingestion_log;
+DROP TABLE IF EXISTS chunks;
+DROP TABLE IF EXISTS documents;

