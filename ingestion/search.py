@@ -9,15 +9,24 @@ import numpy as np
 from ingestion.chunk import HEADING_SEPARATOR
 from ingestion.embed import Embedder
 from supportbot.database import Database
+from supportbot.settings import Settings, get_settings
 
 RRF_K = 60
+BM25_K1 = 1.2
+BM25_B = 0.5  # chunks are short and similar in length: normalise length only mildly
 
-# Full text ORs the question's words: websearch_to_tsquery ANDs them, and a natural-language
-# question rarely has every word in one passage. ts_rank_cd still ranks passages with more of
-# them (and heading matches, weight A) first.
+# The full-text side ranks by BM25 (ts_rank has no IDF): a chunk matches any of the question's
+# lexemes; each lexeme weighs by its IDF from lexeme_stats, and a lexeme in the heading path
+# (weight A) counts twice. Both rankers feed reciprocal-rank fusion, with per-ranker weights.
 _HYBRID_SQL = """
-WITH query AS (
-    SELECT replace(websearch_to_tsquery('english', %(text)s)::text, ' & ', ' | ') AS q
+WITH terms AS (
+    SELECT s.lexeme, ln(1 + (cs.nchunks - s.ndoc + 0.5) / (s.ndoc + 0.5)) AS idf
+    FROM (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS lexeme) q
+    JOIN lexeme_stats s ON s.lexeme = q.lexeme
+    CROSS JOIN corpus_stats cs
+),
+query AS (
+    SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q FROM terms
 ),
 nearest AS (
     SELECT id, embedding <=> %(vector)s AS distance
@@ -31,17 +40,29 @@ vector_hits AS (
     SELECT id, distance, row_number() OVER (ORDER BY distance) AS rank FROM nearest
 ),
 text_hits AS (
-    SELECT c.id, row_number() OVER (ORDER BY ts_rank_cd(c.tsv, q.q::tsquery, 1) DESC, c.id) AS rank
-    FROM chunks c, query q
-    WHERE q.q <> '' AND c.tsv @@ q.q::tsquery
+    SELECT c.id, row_number() OVER (ORDER BY sum(
+               t.idf * tf.n * (%(k1)s + 1)
+               / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * length(c.tsv) / greatest(cs.total_length::float8 / cs.nchunks, 1)))
+           ) DESC, c.id) AS rank
+    FROM chunks c
+    CROSS JOIN query
+    CROSS JOIN corpus_stats cs
+    CROSS JOIN LATERAL unnest(c.tsv) u
+    JOIN terms t ON t.lexeme = u.lexeme
+    CROSS JOIN LATERAL (
+        SELECT cardinality(u.positions) + cardinality(array_positions(u.weights, 'A')) AS n
+    ) tf
+    WHERE c.tsv @@ query.q
       AND (%(collection)s::text IS NULL OR c.collection = %(collection)s)
       AND (%(product)s::text IS NULL OR c.product = %(product)s)
-    ORDER BY ts_rank_cd(c.tsv, q.q::tsquery, 1) DESC, c.id
+    GROUP BY c.id
+    ORDER BY rank
     LIMIT %(candidates)s
 )
 SELECT c.id AS chunk_id, c.document_id, c.text, c.heading_path, c.page, c.collection, c.product,
        d.title, d.source,
-       coalesce(1.0 / (%(rrf_k)s + v.rank), 0) + coalesce(1.0 / (%(rrf_k)s + t.rank), 0) AS score,
+       coalesce(%(vector_weight)s / (%(rrf_k)s + v.rank), 0)
+         + coalesce(%(text_weight)s / (%(rrf_k)s + t.rank), 0) AS score,
        1 - v.distance AS similarity, v.rank AS vector_rank, t.rank AS text_rank
 FROM vector_hits v
 FULL OUTER JOIN text_hits t ON t.id = v.id
@@ -79,11 +100,26 @@ class Hit:
 class Searcher:
     """Embeds a query and runs the hybrid statement; filters still return k rows."""
 
-    def __init__(self, db: Database, embedder: Embedder, candidates: int = 40, ef_search: int = 100) -> None:
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        candidates: int = 40,
+        ef_search: int = 100,
+        vector_weight: float = 1.0,
+        text_weight: float = 1.5,
+    ) -> None:
         self.db = db
         self.embedder = embedder
         self.candidates = candidates
         self.ef_search = ef_search
+        self.vector_weight = vector_weight
+        self.text_weight = text_weight
+
+    @classmethod
+    def from_settings(cls, db: Database, embedder: Embedder, settings: Settings | None = None) -> Searcher:
+        s = settings or get_settings()
+        return cls(db, embedder, s.search_candidates, s.hnsw_ef_search, s.search_vector_weight, s.search_text_weight)
 
     def search(
         self,
@@ -104,6 +140,10 @@ class Searcher:
             "product": product,
             "candidates": max(self.candidates, k),
             "rrf_k": RRF_K,
+            "k1": BM25_K1,
+            "b": BM25_B,
+            "vector_weight": self.vector_weight,
+            "text_weight": self.text_weight,
             "k": k,
         }
         with self.db.connection() as conn, conn.transaction():

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Search
     search_candidates: int = Field(default=40, ge=1, description="Rows each ranker feeds into RRF.")
     hnsw_ef_search: int = Field(default=100, ge=1)
+    # Reciprocal-rank fusion weights; full text (BM25) leads on manuals (tuned on the S10 dev set).
+    search_vector_weight: float = Field(default=1.0, ge=0)
+    search_text_weight: float = Field(default=1.5, ge=0)
 
     @property
     def pgdata(self) -> Path:

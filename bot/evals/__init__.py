@@ -1,0 +1,1 @@
+"""Evaluations of retrieval, answers and tone on the user's own data."""
