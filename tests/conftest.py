@@ -1,0 +1,81 @@
+"""Shared fixtures: a real embedded PostgreSQL (one server, a fresh database per test), the real
+packaged embedder, and writers for small real documents (PDF, DOCX, HTML, Markdown)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+# Before anything imports supportbot.settings: never touch the user's data folder or server.
+os.environ["SUPPORTBOT_HOME"] = tempfile.mkdtemp(prefix="supportbot-test-")
+os.environ.pop("DATABASE_URL", None)
+os.environ.pop("SUPPORTBOT_DATABASE_URL", None)
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+
+from supportbot.settings import Settings, get_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    from supportbot.database import start_embedded
+
+    return start_embedded(get_settings())
+
+
+def _with_dbname(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def database_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, empty database on the embedded server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with_dbname(pg_server_url, name)
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture
+def db(settings: Settings):
+    from supportbot.database import open_database
+
+    database = open_database(settings)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from ingestion.embed import get_embedder
+
+    return get_embedder(Settings())
+
+
+@pytest.fixture
+def ingestor(db, embedder, settings):
+    from ingestion.pipeline import Ingestor
+
+    return Ingestor(db, embedder, settings)
+
+
+@pytest.fixture
+def manual_md(tmp_path: Path) -> Path:
+    from tests.documents import MANUAL_MD
+
+    path = tmp_path / "zephyr-fan.md"
+    path.write_text(MANUAL_MD, encoding="utf-8")
+    return path
