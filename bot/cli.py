@@ -24,8 +24,9 @@ docs_app = typer.Typer(help="Documents in the knowledge base.", no_args_is_help=
 app.add_typer(db_app, name="db")
 app.add_typer(docs_app, name="documents")
 
-console = Console()
-err = Console(stderr=True)
+# soft_wrap: a long path or error stays on one line (greppable, copy-pasteable).
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 SAMPLE_KB = Path(__file__).resolve().parent / "sample_kb"
 
@@ -110,8 +111,9 @@ def ingest(
                                   highlight=False)
                 else:
                     err.print(f"[red]   failed[/red]  {outcome.message}", highlight=False)
-    failed = sum(not o.ok for o in outcomes) + len(missing)
-    console.print(f"{len(outcomes) - failed + len(missing)} ingested or unchanged, {failed} failed")
+    ok = sum(o.ok for o in outcomes)
+    failed = len(outcomes) - ok + len(missing)
+    console.print(f"{ok} ingested or unchanged, {failed} failed")
     if failed:
         raise typer.Exit(1)
 

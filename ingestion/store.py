@@ -37,7 +37,7 @@ def write_document(
     content_hash: str,
     size: int,
     chunks: Sequence[Chunk],
-    vectors: np.ndarray,
+    vectors: Sequence[np.ndarray],
 ) -> tuple[int, int, str]:
     """Insert a document, or replace its previous version, with its chunks in one transaction.
 
