@@ -155,7 +155,9 @@ def documents_delete(document_id: Annotated[int, typer.Argument(help="Document i
 
 @app.command()
 def search(
-    query: Annotated[str | None, typer.Argument(help="The question; omit with --json to read one per line from stdin.")] = None,
+    query: Annotated[
+        str | None, typer.Argument(help="The question; omit it with --json to read one per line from stdin.")
+    ] = None,
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="Number of hits.")] = 5,
     collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
     product: Annotated[str | None, typer.Option(help="Only this product line.")] = None,
@@ -189,7 +191,8 @@ def _print_hits(hits) -> None:
     for i, hit in enumerate(hits, 1):
         where = " > ".join(hit.heading_path) or hit.title
         page = f", p. {hit.page}" if hit.page else ""
-        console.print(f"[bold]{i}. {hit.title}[/bold] — {where}{page}  [dim]({hit.source}, score {hit.score:.4f})[/dim]")
+        source = f"[dim]({hit.source}, score {hit.score:.4f})[/dim]"
+        console.print(f"[bold]{i}. {hit.title}[/bold] — {where}{page}  {source}")
         console.print(f"   {hit.text[:300]}{'…' if len(hit.text) > 300 else ''}", highlight=False)
 
 
@@ -198,7 +201,9 @@ def _print_hits(hits) -> None:
 
 @app.command()
 def quickstart(
-    question: Annotated[str, typer.Argument(help="A question for the sample knowledge base.")] = "How do I reset my router to factory settings?",
+    question: Annotated[
+        str, typer.Argument(help="A question for the sample knowledge base.")
+    ] = "How do I reset my router to factory settings?",
 ) -> None:
     """Migrate the database, ingest the sample knowledge base, and answer a search."""
     from ingestion.embed import get_embedder
@@ -207,7 +212,8 @@ def quickstart(
 
     settings = get_settings()
     with _database() as db:
-        console.print(f"database ready ({'DATABASE_URL' if settings.database_url else 'embedded, ' + str(settings.pgdata)})")
+        where = "DATABASE_URL" if settings.database_url else f"embedded, {settings.pgdata}"
+        console.print(f"database ready ({where})")
         embedder = get_embedder()
         for outcome in Ingestor(db, embedder).ingest_paths([SAMPLE_KB], collection="sample", product="aurora-x2"):
             if not outcome.ok:

@@ -41,12 +41,11 @@ vector_hits AS (
 ),
 text_hits AS (
     SELECT c.id, row_number() OVER (ORDER BY sum(
-               t.idf * tf.n * (%(k1)s + 1)
-               / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * length(c.tsv) / greatest(cs.total_length::float8 / cs.nchunks, 1)))
+               t.idf * tf.n * (%(k1)s + 1) / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * length(c.tsv) / avg.dl))
            ) DESC, c.id) AS rank
     FROM chunks c
     CROSS JOIN query
-    CROSS JOIN corpus_stats cs
+    CROSS JOIN (SELECT greatest(total_length::float8 / greatest(nchunks, 1), 1) AS dl FROM corpus_stats) avg
     CROSS JOIN LATERAL unnest(c.tsv) u
     JOIN terms t ON t.lexeme = u.lexeme
     CROSS JOIN LATERAL (

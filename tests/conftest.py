@@ -15,10 +15,10 @@ os.environ["SUPPORTBOT_HOME"] = tempfile.mkdtemp(prefix="supportbot-test-")
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("SUPPORTBOT_DATABASE_URL", None)
 
-import psycopg  # noqa: E402
-import pytest  # noqa: E402
+import psycopg
+import pytest
 
-from supportbot.settings import Settings, get_settings  # noqa: E402
+from supportbot.settings import Settings, get_settings
 
 
 @pytest.fixture(scope="session")

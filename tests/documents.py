@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 def write_pdf(path: Path, pages: list[list[str]]) -> Path:
     """A real PDF with one page per list of paragraphs."""
     from fpdf import FPDF

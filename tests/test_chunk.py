@@ -1,5 +1,7 @@
 """Chunking with the real MiniLM tokenizer: size limits, heading paths, overlap, whole tables."""
 
+from itertools import pairwise
+
 from ingestion.chunk import chunk_blocks
 from ingestion.parse import Block
 
@@ -25,7 +27,7 @@ def test_neighbours_overlap_and_repeat_the_section_lead(embedder):
     blocks = [Block(sentences("Beta", 30), ("Guide", "Setup"))]
     chunks = chunk_blocks(blocks, embedder.count_tokens, MAX, overlap_tokens=24)
     lead = "Beta sentence number 0 explains one more detail about the device."
-    for previous, chunk in zip(chunks, chunks[1:], strict=False):
+    for previous, chunk in pairwise(chunks):
         assert chunk.text.startswith(lead)
         last_sentence = previous.text.split("\n")[-1]
         assert last_sentence in chunk.text  # the sentence overlap

@@ -8,7 +8,8 @@ from supportbot.migrate import migrations_dir, pending, upgrade
 
 
 def test_upgrade_applies_everything_once_in_order(database_url):
-    ids = sorted(p.name.removesuffix(".sql") for p in migrations_dir().glob("*.sql") if not p.name.endswith(".rollback.sql"))
+    files = migrations_dir().glob("*.sql")
+    ids = sorted(p.name.removesuffix(".sql") for p in files if not p.name.endswith(".rollback.sql"))
     assert pending(database_url) == ids
     assert upgrade(database_url) == ids
     assert upgrade(database_url) == []  # idempotent
@@ -31,6 +32,7 @@ def test_concurrent_upgrades_migrate_exactly_once(database_url):
 def test_chunk_indexes_exist(database_url):
     upgrade(database_url)
     with psycopg.connect(database_url) as conn:
-        indexes = {r[0]: r[1] for r in conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'")}
+        rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'")
+        indexes = {name: definition for name, definition in rows}
     assert "USING hnsw (embedding vector_cosine_ops)" in indexes["chunks_embedding_hnsw"]
     assert "USING gin (tsv)" in indexes["chunks_tsv_gin"]

@@ -100,7 +100,8 @@ def test_bm25_statistics_follow_inserts_replacements_and_deletes(ingestor, db, m
     def stats_match_corpus() -> bool:
         with db.connection() as conn:
             kept = {r["lexeme"]: r["ndoc"] for r in conn.execute("SELECT lexeme, ndoc FROM lexeme_stats")}
-            actual = {r["word"]: r["ndoc"] for r in conn.execute("SELECT word, ndoc FROM ts_stat('SELECT tsv FROM chunks')")}
+            rows = conn.execute("SELECT word, ndoc FROM ts_stat('SELECT tsv FROM chunks')")
+            actual = {r["word"]: r["ndoc"] for r in rows}
             corpus = conn.execute("SELECT nchunks, total_length FROM corpus_stats").fetchone()
             real = conn.execute("SELECT count(*) AS n, coalesce(sum(length(tsv)), 0) AS l FROM chunks").fetchone()
         return kept == actual and (corpus["nchunks"], corpus["total_length"]) == (real["n"], real["l"])
