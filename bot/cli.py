@@ -196,28 +196,82 @@ def _print_hits(hits) -> None:
         console.print(f"   {hit.text[:300]}{'…' if len(hit.text) > 300 else ''}", highlight=False)
 
 
-# --- quickstart ----------------------------------------------------------------------------
+# --- answering and serving ----------------------------------------------------------------
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The customer's question.")],
+    collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
+    product: Annotated[str | None, typer.Option(help="Only this product line.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer, citations and handoff as JSON.")] = False,
+) -> None:
+    """Answer one question with the full chain (streamed), its citations and any handoff action."""
+    from bot.chain import Answer
+    from bot.service import SupportService
+    from supportbot.database import DatabaseError
+
+    try:
+        service = SupportService()
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        answer = None
+        for event in service.stream(question, channel="cli", collection=collection, product=product):
+            if isinstance(event, Answer):
+                answer = event
+            elif not as_json:
+                console.print(event, end="", highlight=False, markup=False)
+    finally:
+        service.close()
+    assert answer is not None
+    if as_json:
+        print(json.dumps(answer.to_dict(), indent=2))
+        return
+    console.print()
+    for c in answer.citations:
+        where = " > ".join(c.heading_path) or c.title
+        console.print(f"[{c.number}] {c.title} — {where}{f', p. {c.page}' if c.page else ''} ({c.source})",
+                      highlight=False, markup=False)
+    if answer.handoff:
+        console.print(f"handoff: {{reason: {answer.handoff.reason}}}", highlight=False, markup=False)
+
+
+def _serve(host: str, port: int) -> None:
+    import uvicorn
+
+    from bot.api import create_app
+
+    console.print(f"supportbot is up: chat at http://{host}:{port}/chat , API docs at http://{host}:{port}/docs",
+                  highlight=False)
+    uvicorn.run(create_app(), host=host, port=port, log_level=get_settings().log_level.lower())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default SUPPORTBOT_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default SUPPORTBOT_PORT, 8000).")] = None,
+) -> None:
+    """Start the chat UI (/chat), the HTTP API (/api, /v1) and metrics (/metrics)."""
+    settings = get_settings()
+    _serve(host or settings.host, port or settings.port)
 
 
 @app.command()
 def quickstart(
-    question: Annotated[
-        str, typer.Argument(help="A question for the sample knowledge base.")
-    ] = "How do I reset my router to factory settings?",
+    host: Annotated[str | None, typer.Option(help="Interface (default SUPPORTBOT_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default SUPPORTBOT_PORT, 8000).")] = None,
 ) -> None:
-    """Migrate the database, ingest the sample knowledge base, and answer a search."""
+    """Migrate the database, ingest the sample knowledge base, then serve the chat."""
     from ingestion.embed import get_embedder
     from ingestion.pipeline import Ingestor
-    from ingestion.search import Searcher
 
     settings = get_settings()
     with _database() as db:
         where = "DATABASE_URL" if settings.database_url else f"embedded, {settings.pgdata}"
         console.print(f"database ready ({where})")
-        embedder = get_embedder()
-        for outcome in Ingestor(db, embedder).ingest_paths([SAMPLE_KB], collection="sample", product="aurora-x2"):
+        for outcome in Ingestor(db, get_embedder()).ingest_paths([SAMPLE_KB]):
             if not outcome.ok:
                 raise _fail(outcome.message)
-            console.print(f"{outcome.outcome:>9}  {outcome.source} ({outcome.chunks or 'no new'} chunks)")
-        console.print(f"\n[bold]Q:[/bold] {question}")
-        _print_hits(Searcher(db, embedder).search(question, k=3, collection="sample"))
+            console.print(f"{outcome.outcome:>9}  sample knowledge base: {outcome.source}")
+    _serve(host or settings.host, port or settings.port)

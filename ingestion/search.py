@@ -12,6 +12,13 @@ from supportbot.database import Database
 from supportbot.settings import Settings, get_settings
 
 RRF_K = 60
+# Words of questions about anything; their absence from a knowledge base tells nothing.
+EVERYDAY_WORDS = """
+long last much many time way get make work need want use like know help please thing problem issue
+question possible able new old good best better right wrong happen mean take keep still day hour minute
+week month year often ever never always really something anything everything someone anyone tell show
+find look give go come see try start stop put set turn let say ask
+"""
 BM25_K1 = 1.2
 BM25_B = 0.5  # chunks are short and similar in length: normalise length only mildly
 
@@ -153,3 +160,20 @@ class Searcher:
         return [Hit(**{**row, "score": float(row["score"]),
                        "similarity": None if row["similarity"] is None else float(row["similarity"])})
                 for row in rows]
+
+    def vocabulary_coverage(self, query: str) -> float:
+        """Share of the query's content words that occur anywhere in the knowledge base (1.0 for none).
+
+        A question full of words the documents never use ("descale", "espresso") is about
+        something else, however close its embedding lands. Everyday words ("long", "last",
+        "problem") say nothing about the topic and are left out.
+        """
+        with self.db.connection() as conn:
+            row = conn.execute(
+                """SELECT count(*) AS n, count(s.lexeme) AS known
+                   FROM (SELECT unnest(tsvector_to_array(to_tsvector('english', %s)))
+                         EXCEPT SELECT unnest(tsvector_to_array(to_tsvector('english', %s)))) AS q(lexeme)
+                   LEFT JOIN lexeme_stats s ON s.lexeme = q.lexeme""",
+                (query, EVERYDAY_WORDS),
+            ).fetchone()
+        return row["known"] / row["n"] if row["n"] else 1.0

@@ -61,6 +61,47 @@ class Settings(BaseSettings):
     search_vector_weight: float = Field(default=1.0, ge=0)
     search_text_weight: float = Field(default=1.5, ge=0)
 
+    # Answering
+    answer_passages: int = Field(default=3, ge=1, le=10, description="Passages in the prompt.")
+    min_relevance: float = Field(
+        default=0.27, ge=0, le=1, description="Below this (similarity × vocabulary coverage) the bot hands off."
+    )
+    condense: str = Field(default="heuristic", pattern="^(heuristic|llm|off)$")
+    history_turns: int = Field(default=6, ge=0, description="Messages of the conversation the chain sees.")
+
+    # HTTP API
+    agent_token: str = Field(default="", description="Bearer token for /api/documents; empty = those endpoints off.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Generation
+    llm_backend: str = Field(default="local", pattern="^(local|openai)$")
+    base_model: str = Field(
+        default="", description="Hugging Face causal LM (local folder or cached hub id); empty = packaged SmolLM2."
+    )
+    llm_dtype: str = Field(
+        default="auto", pattern="^(auto|float32|bfloat16|float16)$", description="Local model dtype; auto = measured."
+    )
+    llm_url: str = Field(default="", description="OpenAI-compatible base URL, e.g. http://host:8000/v1 (backend=openai).")
+    llm_api_key: str = ""
+    llm_model: str = Field(default="", description="Model name on the server; empty = the first one it lists.")
+    max_new_tokens: int = Field(default=160, ge=1)
+
+    # Chat UI and agents
+    agents: str = Field(
+        default="",
+        description='Agents who may sign in to the chat: "name:HASH,name2:HASH" '
+        "(make a HASH with `supportbot agents hash-password NAME`; passwords are never stored in clear).",
+    )
+    chat_secret: str = Field(
+        default="",
+        description="Signs chat sign-ins (Chainlit JWTs); empty = generated once in HOME/chat/auth-secret. "
+        "Set the same value on every replica.",
+    )
+    chat_collection: str = Field(
+        default="", description="Collection the chat answers from and agents upload into; empty = all / 'default'."
+    )
+
     @property
     def pgdata(self) -> Path:
         return self.home / "pgdata"

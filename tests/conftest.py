@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 # Before anything imports supportbot.settings: never touch the user's data folder or server.
 os.environ["SUPPORTBOT_HOME"] = tempfile.mkdtemp(prefix="supportbot-test-")
 os.environ.pop("DATABASE_URL", None)
+os.environ["SUPPORTBOT_MAX_NEW_TOKENS"] = "48"  # shorter answers: the tests check behaviour, not length
 os.environ.pop("SUPPORTBOT_DATABASE_URL", None)
 
 import psycopg

@@ -28,7 +28,7 @@ def cli(database_url, monkeypatch):
 
 def test_db_upgrade_is_idempotent(cli):
     first = cli("db", "upgrade")
-    assert first.exit_code == 0 and "applied: 0001.knowledge-store, 0002.bm25-statistics" in first.output
+    assert first.exit_code == 0 and "applied: 0001.knowledge-store, 0002.bm25-statistics, 0003" in first.output
     second = cli("db", "upgrade")
     assert second.exit_code == 0 and "database is up to date" in second.output
 

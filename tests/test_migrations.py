@@ -18,7 +18,8 @@ def test_upgrade_applies_everything_once_in_order(database_url):
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         extensions = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
     assert recorded == ids
-    assert {"documents", "chunks", "ingestion_log", "lexeme_stats", "corpus_stats"} <= tables
+    assert {"documents", "chunks", "ingestion_log", "lexeme_stats", "corpus_stats", "conversations", "messages",
+            "message_passages", "feedback", "handoffs"} <= tables
     assert "vector" in extensions
 
 

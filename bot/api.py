@@ -1,0 +1,283 @@
+"""The HTTP API (FastAPI), with the Chainlit chat mounted at /chat.
+
+Customer-facing: /api/chat (JSON or server-sent events), /v1/chat/completions (OpenAI-compatible,
+so existing OpenAI clients and chat widgets work unchanged), /api/search, /api/feedback,
+/api/handoff. Agent-only (Bearer SUPPORTBOT_AGENT_TOKEN): /api/documents.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from bot import metrics
+from bot.chain import Answer
+from bot.conversations import Turn, UnknownMessage
+from bot.service import SupportService, get_service
+
+UI_FILE = Path(__file__).resolve().parent / "ui.py"
+
+
+# --- request bodies ------------------------------------------------------------------------
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(min_length=1, max_length=4000)
+    conversation_id: uuid.UUID | None = None
+    collection: str | None = None
+    product: str | None = None
+    stream: bool = False
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=2000)
+    k: int = Field(default=5, ge=1, le=50)
+    collection: str | None = None
+    product: str | None = None
+
+
+class FeedbackRequest(BaseModel):
+    message_id: uuid.UUID
+    rating: Literal[1, -1]
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class HandoffRequest(BaseModel):
+    conversation_id: uuid.UUID
+    reason: str = Field(default="customer_asked", max_length=200)
+
+
+class OpenAIMessage(BaseModel):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: keep the text ones
+            return " ".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class ChatCompletionRequest(BaseModel):
+    model: str = "supportbot"
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    stream: bool = False
+    user: str | None = None
+    model_config = {"extra": "allow"}  # temperature, max_tokens, …: accepted, not used
+
+
+# --- app -----------------------------------------------------------------------------------
+
+
+def create_app(service: SupportService | None = None, mount_chat: bool = True) -> FastAPI:
+    """The whole server. *service* is created on start-up unless given (tests pass one)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.service = service or await run_in_threadpool(get_service)
+        yield
+
+    app = FastAPI(title="supportbot", version="0.1.0", lifespan=lifespan,
+                  description="Cited answers from your manuals, in your support tone, or a person.")
+
+    def svc(request: Request) -> SupportService:
+        return request.app.state.service
+
+    def agent(authorization: Annotated[str | None, Header()] = None, s: SupportService = Depends(svc)) -> None:
+        token = s.settings.agent_token
+        if not token:
+            raise HTTPException(403, "document management over HTTP is off: set SUPPORTBOT_AGENT_TOKEN")
+        if not authorization or not secrets.compare_digest(authorization, f"Bearer {token}"):
+            raise HTTPException(401, "send the agent token as 'Authorization: Bearer <SUPPORTBOT_AGENT_TOKEN>'")
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.REQUESTS.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
+        return response
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz(s: SupportService = Depends(svc)) -> dict[str, Any]:
+        with s.db.connection() as conn:
+            conn.execute("SELECT 1")
+        return {"status": "ok", "model": s.chain.chat_model._llm_type}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # --- documents (agents) ------------------------------------------------------------
+
+    @app.get("/api/documents", tags=["documents"], dependencies=[Depends(agent)])
+    def documents(collection: str | None = None, s: SupportService = Depends(svc)) -> list[dict[str, Any]]:
+        from ingestion.store import list_documents
+
+        return list_documents(s.db, collection)
+
+    @app.post("/api/documents", tags=["documents"], dependencies=[Depends(agent)])
+    async def upload(
+        files: Annotated[list[UploadFile], File(description="Manuals and FAQs")],
+        collection: Annotated[str, Form()] = "default",
+        product: Annotated[str | None, Form()] = None,
+        s: SupportService = Depends(svc),
+    ) -> JSONResponse:
+        limit = int(s.settings.max_file_mb * 1024 * 1024)
+        results = []
+        with tempfile.TemporaryDirectory(prefix="supportbot-upload-") as tmp:
+            for upload_file in files:
+                name = Path(upload_file.filename or "upload").name  # never a path from the client
+                path = Path(tmp) / name
+                size = 0
+                with path.open("wb") as out:
+                    while block := await upload_file.read(1 << 20):
+                        size += len(block)
+                        if size > limit:
+                            break
+                        out.write(block)
+                if size > limit:
+                    results.append({"source": name, "outcome": "failed",
+                                    "message": f"{name}: over the {s.settings.max_file_mb:g} MB limit"})
+                    continue
+                outcome = await run_in_threadpool(s.ingest, path, name, collection, product)
+                results.append({"source": name, "outcome": outcome.outcome, "document_id": outcome.document_id,
+                                "version": outcome.version, "chunks": outcome.chunks,
+                                "message": outcome.message.replace(str(path), name)})
+        failed = any(r["outcome"] == "failed" for r in results)
+        return JSONResponse({"documents": results}, status_code=422 if failed else 200)
+
+    @app.delete("/api/documents/{document_id}", tags=["documents"], dependencies=[Depends(agent)])
+    def delete(document_id: int, s: SupportService = Depends(svc)) -> dict[str, Any]:
+        from ingestion.store import delete_document
+
+        row = delete_document(s.db, document_id)
+        if not row:
+            raise HTTPException(404, f"no document with id {document_id}")
+        return {"deleted": row}
+
+    # --- customers -----------------------------------------------------------------------
+
+    @app.post("/api/search", tags=["chat"])
+    def search(body: SearchRequest, s: SupportService = Depends(svc)) -> list[dict[str, Any]]:
+        return [h.to_dict() for h in s.searcher.search(body.query, body.k, body.collection, body.product)]
+
+    @app.post("/api/chat", tags=["chat"])
+    def chat(body: ChatRequest, request: Request, s: SupportService = Depends(svc)):
+        events = s.stream(body.message, body.conversation_id, channel="api",
+                          collection=body.collection, product=body.product)
+        if body.stream or "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(_sse(events, "api"), media_type="text/event-stream")
+        answer = _last(events, "api")
+        return answer.to_dict()
+
+    @app.post("/api/feedback", tags=["chat"])
+    def feedback(body: FeedbackRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:
+        try:
+            feedback_id = s.conversations.add_feedback(body.message_id, body.rating, body.comment)
+        except UnknownMessage as exc:
+            raise HTTPException(404, str(exc)) from None
+        metrics.FEEDBACK.labels("up" if body.rating > 0 else "down").inc()
+        return {"feedback_id": feedback_id}
+
+    @app.post("/api/handoff", tags=["chat"])
+    def handoff(body: HandoffRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:
+        s.conversations.ensure(body.conversation_id)
+        handoff_id = s.conversations.request_handoff(body.conversation_id, body.reason)
+        metrics.HANDOFFS.labels(body.reason).inc()
+        return {"handoff_id": handoff_id}
+
+    # --- OpenAI-compatible -------------------------------------------------------------------
+
+    @app.get("/v1/models", tags=["openai"])
+    def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "supportbot", "object": "model", "owned_by": "supportbot"}]}
+
+    @app.post("/v1/chat/completions", tags=["openai"])
+    def chat_completions(
+        body: ChatCompletionRequest,
+        s: SupportService = Depends(svc),
+        x_conversation_id: Annotated[uuid.UUID | None, Header()] = None,
+    ):
+        turns = [Turn("assistant" if m.role == "assistant" else "user", m.text())
+                 for m in body.messages if m.role in ("user", "assistant")]
+        if not turns or turns[-1].role != "user" or not turns[-1].content.strip():
+            raise HTTPException(400, "the last message must be a non-empty user message")
+        # OpenAI clients send the whole conversation each time; without X-Conversation-Id we take
+        # the history from the request instead of the database.
+        history = None if x_conversation_id else turns[:-1]
+        events = s.stream(turns[-1].content, x_conversation_id, channel="openai", user_ref=body.user,
+                          history=history)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if body.stream:
+            return StreamingResponse(_openai_sse(events, completion_id, created, body.model),
+                                     media_type="text/event-stream")
+        answer = _last(events, "openai")
+        return {
+            "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            **_extras(answer),
+        }
+
+    if mount_chat and UI_FILE.exists():
+        from chainlit.utils import mount_chainlit
+
+        mount_chainlit(app=app, target=str(UI_FILE), path="/chat")
+    return app
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _last(events: Iterator[str | Answer], channel: str) -> Answer:
+    answer = None
+    for event in events:
+        if isinstance(event, Answer):
+            answer = event
+    assert answer is not None
+    metrics.observe_answer(answer, channel)
+    return answer
+
+
+def _extras(answer: Answer) -> dict[str, Any]:
+    data = answer.to_dict()
+    return {k: data[k] for k in ("citations", "handoff", "conversation_id", "message_id")}
+
+
+def _sse(events: Iterator[str | Answer], channel: str) -> Iterator[str]:
+    for event in events:
+        if isinstance(event, Answer):
+            metrics.observe_answer(event, channel)
+            yield f"event: answer\ndata: {json.dumps(event.to_dict())}\n\n"
+        else:
+            yield f"event: token\ndata: {json.dumps({'text': event})}\n\n"
+
+
+def _openai_sse(events: Iterator[str | Answer], completion_id: str, created: int, model: str) -> Iterator[str]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for event in events:
+        if isinstance(event, Answer):
+            metrics.observe_answer(event, "openai")
+            yield chunk({}, "stop", **_extras(event))
+        else:
+            yield chunk({"content": event})
+    yield "data: [DONE]\n\n"

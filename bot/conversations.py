@@ -1,0 +1,138 @@
+"""Conversations in Postgres: messages, the passages each answer used, feedback and handoffs.
+
+The app keeps no conversation state in memory: every turn reads its history from here, so any
+replica can serve any turn.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
+
+from supportbot.database import Database
+
+if TYPE_CHECKING:
+    from bot.chain import Answer
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" | "assistant"
+    content: str
+
+
+class UnknownMessage(LookupError):
+    pass
+
+
+class ConversationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def ensure(
+        self,
+        conversation_id: uuid.UUID | None = None,
+        channel: str = "api",
+        user_ref: str | None = None,
+        collection: str | None = None,
+        product: str | None = None,
+    ) -> uuid.UUID:
+        """Create the conversation if it does not exist yet; return its id."""
+        conversation_id = conversation_id or uuid.uuid4()
+        with self.db.connection() as conn:
+            conn.execute(
+                """INSERT INTO conversations (id, channel, user_ref, collection, product)
+                   VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
+                (conversation_id, channel, user_ref, collection, product),
+            )
+        return conversation_id
+
+    def history(self, conversation_id: uuid.UUID, turns: int = 6) -> list[Turn]:
+        """The last *turns* messages, oldest first."""
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                """SELECT role, content FROM messages WHERE conversation_id = %s
+                   ORDER BY created_at DESC, id LIMIT %s""",
+                (conversation_id, turns),
+            ).fetchall()
+        return [Turn(r["role"], r["content"]) for r in reversed(rows)]
+
+    def add_user_message(self, conversation_id: uuid.UUID, content: str) -> uuid.UUID:
+        """Stored before the answer is generated, so a question is never lost."""
+        message_id = uuid.uuid4()
+        with self.db.connection() as conn:
+            conn.execute(
+                "INSERT INTO messages (id, conversation_id, role, content) VALUES (%s, %s, 'user', %s)",
+                (message_id, conversation_id, content),
+            )
+            conn.execute("UPDATE conversations SET updated_at = now() WHERE id = %s", (conversation_id,))
+        return message_id
+
+    def add_answer(self, conversation_id: uuid.UUID, question_id: uuid.UUID, answer: Answer) -> uuid.UUID:
+        """Store an answer with its passages (and its handoff request, if any) in one transaction."""
+        message_id = uuid.uuid4()
+        cited = {c.number for c in answer.citations}
+        with self.db.connection() as conn, conn.transaction():
+            conn.execute("UPDATE messages SET standalone = %s WHERE id = %s", (answer.standalone, question_id))
+            conn.execute(
+                """INSERT INTO messages (id, conversation_id, role, content, handoff_reason, model, adapter,
+                                         ttft_ms, total_ms)
+                   VALUES (%s, %s, 'assistant', %s, %s, %s, %s, %s, %s)""",
+                (message_id, conversation_id, answer.text, answer.handoff.reason if answer.handoff else None,
+                 answer.model, answer.adapter, answer.ttft_ms, answer.total_ms),
+            )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """INSERT INTO message_passages (message_id, number, cited, chunk_id, document_id, title, source,
+                                                     heading_path, page, text, score)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                    [(message_id, p.number, p.number in cited, p.hit.chunk_id, p.hit.document_id, p.hit.title,
+                      p.hit.source, p.hit.heading_path, p.hit.page, p.hit.text, p.hit.score)
+                     for p in answer.passages],
+                )
+            if answer.handoff:
+                self._handoff(conn, conversation_id, message_id, answer.handoff.reason)
+        return message_id
+
+    def add_feedback(self, message_id: uuid.UUID, rating: int, comment: str | None = None) -> int:
+        if rating not in (-1, 1):
+            raise ValueError("rating must be 1 (thumbs up) or -1 (thumbs down)")
+        with self.db.connection() as conn:
+            known = conn.execute("SELECT 1 FROM messages WHERE id = %s AND role = 'assistant'", (message_id,))
+            if not known.fetchone():
+                raise UnknownMessage(f"no answer with id {message_id}")
+            row = conn.execute(
+                "INSERT INTO feedback (message_id, rating, comment) VALUES (%s, %s, %s) RETURNING id",
+                (message_id, rating, comment),
+            ).fetchone()
+        return row["id"]
+
+    def request_handoff(
+        self, conversation_id: uuid.UUID, reason: str, message_id: uuid.UUID | None = None
+    ) -> int:
+        """Record a request for a person, with the whole transcript as it stands."""
+        with self.db.connection() as conn:
+            return self._handoff(conn, conversation_id, message_id, reason)
+
+    def _handoff(self, conn: Any, conversation_id: uuid.UUID, message_id: uuid.UUID | None, reason: str) -> int:
+        transcript = conn.execute(
+            "SELECT role, content, created_at FROM messages WHERE conversation_id = %s ORDER BY created_at, id",
+            (conversation_id,),
+        ).fetchall()
+        return conn.execute(
+            "INSERT INTO handoffs (conversation_id, message_id, reason, transcript) VALUES (%s, %s, %s, %s) "
+            "RETURNING id",
+            (conversation_id, message_id, reason,
+             Jsonb([{**t, "created_at": t["created_at"].isoformat()} for t in transcript])),
+        ).fetchone()["id"]
+
+    def transcript(self, conversation_id: uuid.UUID) -> list[dict[str, Any]]:
+        with self.db.connection() as conn:
+            return conn.execute(
+                """SELECT id, role, content, handoff_reason, created_at FROM messages
+                   WHERE conversation_id = %s ORDER BY created_at, id""",
+                (conversation_id,),
+            ).fetchall()

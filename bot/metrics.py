@@ -1,0 +1,32 @@
+"""Prometheus metrics, exposed at GET /metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Histogram
+
+if TYPE_CHECKING:
+    from bot.chain import Answer
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
+
+REQUESTS = Counter("supportbot_requests_total", "HTTP requests", ["endpoint", "status"])
+ANSWERS = Counter("supportbot_answers_total", "Answers given", ["channel"])
+TIME_TO_FIRST_TOKEN = Histogram("supportbot_time_to_first_token_seconds", "Question in → first token out",
+                                buckets=_LATENCY_BUCKETS)
+ANSWER_TIME = Histogram("supportbot_answer_seconds", "Question in → answer complete", buckets=_LATENCY_BUCKETS)
+RETRIEVAL_TIME = Histogram("supportbot_retrieval_seconds", "Question in → prompt ready (embed, search, prompt)",
+                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
+HANDOFFS = Counter("supportbot_handoffs_total", "Conversations handed to a person", ["reason"])
+FEEDBACK = Counter("supportbot_feedback_total", "Feedback on answers", ["rating"])
+
+
+def observe_answer(answer: Answer, channel: str) -> None:
+    ANSWERS.labels(channel).inc()
+    RETRIEVAL_TIME.observe(answer.retrieval_ms / 1000)
+    ANSWER_TIME.observe(answer.total_ms / 1000)
+    if answer.ttft_ms is not None:
+        TIME_TO_FIRST_TOKEN.observe(answer.ttft_ms / 1000)
+    if answer.handoff:
+        HANDOFFS.labels(answer.handoff.reason).inc()

@@ -1,0 +1,97 @@
+"""One per process: the database pool, the models and the chain, shared by the HTTP API, the chat
+UI and the CLI. Conversation state lives in Postgres, never here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from bot.chain import Answer, SupportChain
+from bot.conversations import ConversationStore, Turn
+from ingestion.pipeline import FileOutcome, Ingestor
+from ingestion.search import Searcher
+from supportbot.database import Database, open_database
+from supportbot.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class SupportService:
+    def __init__(self, settings: Settings | None = None, db: Database | None = None) -> None:
+        from bot.llm import get_chat_model
+        from ingestion.embed import get_embedder
+
+        self.settings = settings or get_settings()
+        self.db = db or open_database(self.settings)
+        self.embedder = get_embedder(self.settings)
+        self.searcher = Searcher.from_settings(self.db, self.embedder, self.settings)
+        self.chat_model = get_chat_model(self.settings)
+        self.chain = SupportChain(
+            self.searcher,
+            self.chat_model,
+            k=self.settings.answer_passages,
+            min_relevance=self.settings.min_relevance,
+            condense=self.settings.condense,
+        )
+        self.conversations = ConversationStore(self.db)
+        self.ingestor = Ingestor(self.db, self.embedder, self.settings)
+        self._ingest_lock = threading.Lock()  # one upload at a time per process keeps memory bounded
+
+    def stream(
+        self,
+        question: str,
+        conversation_id: uuid.UUID | None = None,
+        *,
+        channel: str = "api",
+        user_ref: str | None = None,
+        collection: str | None = None,
+        product: str | None = None,
+        history: list[Turn] | None = None,
+    ) -> Iterator[str | Answer]:
+        """Answer one turn of a conversation: its text as it streams, then the stored :class:`Answer`.
+
+        The history comes from the database unless the caller brings it (OpenAI clients send the
+        whole conversation with every request).
+        """
+        conversation_id = self.conversations.ensure(conversation_id, channel, user_ref, collection, product)
+        if history is None:
+            history = self.conversations.history(conversation_id, self.settings.history_turns)
+        else:
+            history = history[-self.settings.history_turns:] if self.settings.history_turns else []
+        question_id = self.conversations.add_user_message(conversation_id, question)
+        for event in self.chain.stream(question, history, collection, product):
+            if isinstance(event, Answer):
+                event.conversation_id = conversation_id
+                event.message_id = self.conversations.add_answer(conversation_id, question_id, event)
+            yield event
+
+    def ask(self, question: str, conversation_id: uuid.UUID | None = None, **kwargs: object) -> Answer:
+        answer = None
+        for event in self.stream(question, conversation_id, **kwargs):  # type: ignore[arg-type]
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None
+        return answer
+
+    def ingest(self, path: Path, source: str, collection: str = "default", product: str | None = None) -> FileOutcome:
+        with self._ingest_lock:
+            return self.ingestor.ingest_file(path, source, collection, product)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+_service: SupportService | None = None
+_service_lock = threading.Lock()
+
+
+def get_service() -> SupportService:
+    """The process-wide service, created on first use."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = SupportService()
+        return _service

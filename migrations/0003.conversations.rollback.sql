@@ -1,0 +1,5 @@
+DROP TABLE IF EXISTS handoffs;
+DROP TABLE IF EXISTS feedback;
+DROP TABLE IF EXISTS message_passages;
+DROP TABLE IF EXISTS messages;
+DROP TABLE IF EXISTS conversations;
