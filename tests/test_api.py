@@ -37,7 +37,7 @@ def sse_events(response: httpx.Response) -> list[tuple[str, dict]]:
 
 
 def test_openai_client_without_and_with_streaming(server):
-    url, service = server
+    url, _ = server
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
     messages = [{"role": "user", "content": "What does a solid amber light mean?"}]
     completion = client.chat.completions.create(model="supportbot", messages=messages)
