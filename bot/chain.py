@@ -180,12 +180,15 @@ class SupportChain:
         if ASKS_FOR_PERSON.search(state["question"]):
             return {**state, "hits": [], "handoff": Handoff("customer_asked")}
         hits = self.searcher.search(state["standalone"], self.k, state.get("collection"), state.get("product"))
-        best = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
-        # Relevance: the best passage's cosine similarity, discounted by the share of the
-        # question's words the knowledge base has never seen (calibrated in bench/handoff_calibration.py).
-        relevance = best * self.searcher.vocabulary_coverage(state["question"])
-        handoff = None if relevance >= self.min_relevance else Handoff("no_relevant_passages")
+        relevant = self.relevance(state["question"], hits) >= self.min_relevance
+        handoff = None if relevant else Handoff("no_relevant_passages")
         return {**state, "hits": hits if handoff is None else [], "handoff": handoff}
+
+    def relevance(self, question: str, hits: Sequence[Hit]) -> float:
+        """The best passage's cosine similarity, discounted by the share of the question's words the
+        knowledge base has never seen (calibrated by bench/handoff_calibration.py)."""
+        best = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
+        return best * self.searcher.vocabulary_coverage(question)
 
     def _prompt(self, state: dict[str, Any]) -> Prepared:
         hits: list[Hit] = state["hits"]
