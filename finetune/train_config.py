@@ -1,0 +1,66 @@
+"""Training configuration: defaults, a YAML/JSON file, then ``key=value`` command-line overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+
+class TrainConfig(BaseModel, extra="forbid"):
+    method: str = Field(default="qlora", description="qlora | lora | full | ia3")
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps.")
+    learning_rate: float = Field(default=2e-4, gt=0)
+    batch_size: int = Field(default=4, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    max_seq_len: int = Field(default=256, ge=16)
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    seed: int = 42
+    # LoRA / QLoRA
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # Evaluation, checkpoints, early stopping
+    eval_every: int = Field(default=50, ge=1, description="Optimizer steps between validation passes.")
+    checkpoint_every: int = Field(default=50, ge=1)
+    early_stop_patience: int = Field(default=3, ge=0, description="Validation passes without improvement; 0 = off.")
+    max_eval_examples: int = Field(default=64, ge=1)
+    gradient_checkpointing: bool = False
+
+
+def _coerce(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None, **fixed: Any) -> TrainConfig:
+    """Defaults ← file ← ``key=value`` overrides ← *fixed*; errors name the file or the key."""
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"{path}: cannot read the training config: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: the training config must be a mapping of settings")
+        data.update(loaded)
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r}: use key=value, e.g. learning_rate=1e-4")
+        data[key.strip()] = _coerce(value.strip())
+    data.update({k: v for k, v in fixed.items() if v is not None})
+    try:
+        return TrainConfig(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"training config: {where}: {first['msg']}") from None
