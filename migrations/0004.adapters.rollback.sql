@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS adapter_deployments;
+DROP TABLE IF EXISTS adapters;
