@@ -11,7 +11,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from supportbot.settings import Settings, get_settings
 
@@ -162,10 +162,12 @@ class LocalChatModel(BaseChatModel):
     ) -> ChatResult:
         with self._lock:
             result = self._run(to_chat(messages), kwargs.get("max_new_tokens"))
+        text = _cut(result["text"], stop)
+        finish = "stop" if text != result["text"] else result["finish_reason"]
         message = AIMessage(
-            content=_cut(result["text"], stop),
+            content=text,
             usage_metadata=result["usage"],
-            response_metadata={"finish_reason": result["finish_reason"], "model_name": self.model_name},
+            response_metadata={"finish_reason": finish, "model_name": self.model_name},
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -219,8 +221,6 @@ class LocalChatModel(BaseChatModel):
 
 class OpenAIChatModel(BaseChatModel):
     """Any server speaking OpenAI's ``POST /v1/chat/completions`` (vLLM, llama.cpp, Ollama, TGI, OpenAI)."""
-
-    model_config = ConfigDict(populate_by_name=True)
 
     base_url: str
     api_key: str = ""
