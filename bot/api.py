@@ -60,6 +60,13 @@ class HandoffRequest(BaseModel):
     reason: str = Field(default="customer_asked", max_length=200)
 
 
+class TrainRequest(BaseModel):
+    tickets: list[str] = Field(min_length=1, description="Paths of ticket exports on the server.")
+    method: Literal["qlora", "lora", "full", "ia3"] = "qlora"
+    overrides: list[str] = Field(default_factory=list, description="key=value training config overrides")
+    promote: bool = False
+
+
 class OpenAIMessage(BaseModel):
     role: str
     content: str | list[dict[str, Any]] | None = None
@@ -101,6 +108,13 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
             raise HTTPException(403, "document management over HTTP is off: set SUPPORTBOT_AGENT_TOKEN")
         if not authorization or not secrets.compare_digest(authorization, f"Bearer {token}"):
             raise HTTPException(401, "send the agent token as 'Authorization: Bearer <SUPPORTBOT_AGENT_TOKEN>'")
+
+    def ops(authorization: Annotated[str | None, Header()] = None, s: SupportService = Depends(svc)) -> None:
+        token = s.settings.ops_token
+        if not token:
+            raise HTTPException(403, "training over HTTP is off: set SUPPORTBOT_OPS_TOKEN")
+        if not authorization or not secrets.compare_digest(authorization, f"Bearer {token}"):
+            raise HTTPException(401, "send the ops token as 'Authorization: Bearer <SUPPORTBOT_OPS_TOKEN>'")
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
@@ -197,6 +211,31 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         handoff_id = s.conversations.request_handoff(body.conversation_id, body.reason)
         metrics.HANDOFFS.labels(body.reason).inc()
         return {"handoff_id": handoff_id}
+
+    # --- training (ops) ------------------------------------------------------------------
+
+    @app.post("/api/train", tags=["training"], dependencies=[Depends(ops)], status_code=202)
+    def start_training(body: TrainRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:
+        from bot import training_jobs
+
+        missing = [t for t in body.tickets if not Path(t).is_file()]
+        if missing:
+            raise HTTPException(422, f"no such ticket file on the server: {', '.join(missing)}")
+        try:
+            job = training_jobs.start(s.db, s.settings, [Path(t) for t in body.tickets], body.method,
+                                      body.overrides, body.promote)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"job": str(job), "status_url": f"/api/train/{job}"}
+
+    @app.get("/api/train/{job}", tags=["training"], dependencies=[Depends(ops)])
+    def training_status(job: uuid.UUID, s: SupportService = Depends(svc)) -> dict[str, Any]:
+        from bot import training_jobs
+
+        row = training_jobs.status(s.db, job)
+        if not row:
+            raise HTTPException(404, f"no training job {job}")
+        return row
 
     # --- OpenAI-compatible -------------------------------------------------------------------
 

@@ -216,21 +216,27 @@ class SupportChain:
         history: Sequence[Turn] = (),
         collection: str | None = None,
         product: str | None = None,
+        chat_model: BaseChatModel | None = None,
+        adapter: str | None = None,
     ) -> Iterator[str | Answer]:
-        """Yield the answer's text as it is generated, then the final :class:`Answer`."""
+        """Yield the answer's text as it is generated, then the final :class:`Answer`.
+
+        *chat_model* overrides the chain's model for this answer (the tone adapter live for the
+        conversation's product or collection); *adapter* names it in the answer.
+        """
+        model = chat_model or self.chat_model
         started = time.perf_counter()
         prepared: Prepared = self.prepare.invoke(
             {"question": question, "history": list(history), "collection": collection, "product": product}
         )
         retrieval_ms = int((time.perf_counter() - started) * 1000)
-        model_name = getattr(self.chat_model, "model_name", None) or self.chat_model._llm_type
-        adapter = getattr(self.chat_model, "adapter_name", None)
+        model_name = getattr(model, "model_name", None) or model._llm_type
         answer = Answer("", prepared.standalone, prepared.passages, model=model_name, adapter=adapter,
                         retrieval_ms=retrieval_ms, handoff=prepared.handoff)
         if prepared.handoff is None:
             parts: list[str] = []
             citations = _CitationFilter({p.number for p in prepared.passages})
-            for chunk in self.chat_model.stream(prepared.messages, stop=STOP):
+            for chunk in model.stream(prepared.messages, stop=STOP):
                 piece = citations.feed(chunk.content if isinstance(chunk.content, str) else "")
                 if piece:
                     if answer.ttft_ms is None:

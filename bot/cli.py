@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,11 +18,17 @@ from rich.table import Table
 
 from supportbot.settings import get_settings
 
+if TYPE_CHECKING:
+    from finetune.registry import AdapterRegistry
+    from supportbot.database import Database
+
 app = typer.Typer(help="Self-hostable customer-support chatbot.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 docs_app = typer.Typer(help="Documents in the knowledge base.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(docs_app, name="documents")
+adapters_app = typer.Typer(help="Tone adapters: list, promote, roll back, export.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
 
 # soft_wrap: a long path or error stays on one line (greppable, copy-pasteable).
 console = Console(soft_wrap=True)
@@ -194,6 +200,122 @@ def _print_hits(hits) -> None:
         source = f"[dim]({hit.source}, score {hit.score:.4f})[/dim]"
         console.print(f"[bold]{i}. {hit.title}[/bold] — {where}{page}  {source}")
         console.print(f"   {hit.text[:300]}{'…' if len(hit.text) > 300 else ''}", highlight=False)
+
+
+# --- fine-tuning ----------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    tickets: Annotated[list[Path], typer.Argument(help="Ticket exports: JSONL, CSV, or Twitter customer-care JSON.")],
+    method: Annotated[str, typer.Option(help="qlora | lora | full | ia3")] = "qlora",
+    config: Annotated[Path | None, typer.Option(help="YAML training config (see finetune/configs/).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set epochs=2")] = None,
+    promote: Annotated[bool, typer.Option(help="Promote the adapter if it passes the evaluation gate.")] = False,
+    force: Annotated[bool, typer.Option(help="With --promote: promote even if the gate fails.")] = False,
+    margin: Annotated[float, typer.Option(help="Perplexity gain over the live model needed to pass.")] = 0.02,
+) -> None:
+    """Train a tone adapter on ticket history (PII redacted first), evaluate it, and register it."""
+    from finetune.train import train as run
+    from finetune.train_config import load_config
+
+    try:
+        cfg = load_config(config, set_ or [], method=method)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    with _database() as db:
+        try:
+            report = run(tickets, cfg, get_settings(), db, promote=promote, force=force, margin=margin)
+        except (ValueError, OSError) as exc:
+            raise _fail(str(exc)) from None
+    t = report.training
+    console.print(f"trained {report.method} for {t['steps']} steps in {t['seconds']:.0f} s "
+                  f"(peak {t['peak_memory_mb']:.0f} MB, adapter {report.adapter_mb:.1f} MB)")
+    for name, scores in report.scores.items():
+        extra = "".join(f", {k} {v:.3f}" for k, v in scores.items() if k in ("rouge_l", "similarity"))
+        console.print(f"  {name:>9}: perplexity {scores['perplexity']:.1f}{extra}")
+    console.print(f"registered {report.version}; gate {'passed' if report.gate_passed else 'failed'}: "
+                  f"{report.gate_reason}{'; promoted' if report.promoted else ''}", highlight=False)
+
+
+def _registry(db: Database) -> AdapterRegistry:
+    from finetune.registry import AdapterRegistry
+
+    return AdapterRegistry(db, get_settings().home)
+
+
+@adapters_app.command("list")
+def adapters_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Registered adapters, their metrics and where they are live."""
+    with _database() as db:
+        rows = _registry(db).list()
+    if as_json:
+        print(json.dumps(rows, default=str, indent=2))
+        return
+    table = Table("version", "method", "perplexity", "gate", "live in", "created")
+    for r in rows:
+        ppl = r["metrics"].get("scores", {}).get("candidate", {}).get("perplexity")
+        table.add_row(r["version"], r["method"], f"{ppl:.1f}" if ppl else "", "pass" if r["metrics"].get(
+            "gate_passed") else "fail", ", ".join(r["live_in"]), r["created_at"].strftime("%Y-%m-%d %H:%M"))
+    console.print(table if rows else "no adapters yet: train one with `supportbot train TICKETS`")
+
+
+@adapters_app.command("promote")
+def adapters_promote(
+    version: Annotated[str, typer.Argument(help="Adapter version, e.g. v3.")],
+    scope: Annotated[str, typer.Option(help="'*' (all chats), 'collection:NAME' or 'product:NAME'.")] = "*",
+    force: Annotated[bool, typer.Option(help="Promote even if it failed the evaluation gate.")] = False,
+) -> None:
+    """Make an adapter live (the running bot picks it up within seconds)."""
+    from finetune.registry import RegistryError
+
+    with _database() as db:
+        registry = _registry(db)
+        try:
+            adapter = registry.get(version)
+            if not adapter.metrics.get("gate_passed") and not force:
+                raise RegistryError(f"{version} failed the evaluation gate ({adapter.metrics.get('gate')}); "
+                                    "use --force to promote it anyway")
+            registry.promote(version, scope)
+        except RegistryError as exc:
+            raise _fail(str(exc)) from None
+    console.print(f"{version} is live for {scope}")
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(
+    scope: Annotated[str, typer.Option(help="'*', 'collection:NAME' or 'product:NAME'.")] = "*",
+) -> None:
+    """Undo the latest promotion: the previous adapter (or the base model) is live again."""
+    from finetune.registry import RegistryError
+
+    with _database() as db:
+        try:
+            previous = _registry(db).rollback(scope)
+        except RegistryError as exc:
+            raise _fail(str(exc)) from None
+    console.print(f"live for {scope}: {previous.version if previous else 'the base model (no adapter)'}")
+
+
+@adapters_app.command("export")
+def adapters_export(
+    version: Annotated[str, typer.Argument(help="Adapter version.")],
+    target: Annotated[Path, typer.Argument(help="Folder to write (PEFT format).")],
+) -> None:
+    """Copy an adapter out in the standard PEFT format, e.g. for vLLM's --lora-modules."""
+    import shutil
+
+    from finetune.registry import RegistryError
+
+    with _database() as db:
+        try:
+            adapter = _registry(db).get(version)
+        except RegistryError as exc:
+            raise _fail(str(exc)) from None
+    if target.exists():
+        raise _fail(f"{target} already exists")
+    shutil.copytree(adapter.path, target)
+    console.print(f"exported {version} to {target}; vLLM: --enable-lora --lora-modules {version}={target}")
 
 
 # --- answering and serving ----------------------------------------------------------------

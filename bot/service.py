@@ -9,8 +9,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from bot.adapters import LiveAdapters
 from bot.chain import Answer, SupportChain
 from bot.conversations import ConversationStore, Turn
+from finetune.registry import AdapterRegistry
 from ingestion.pipeline import FileOutcome, Ingestor
 from ingestion.search import Searcher
 from supportbot.database import Database, open_database
@@ -37,6 +39,7 @@ class SupportService:
             condense=self.settings.condense,
         )
         self.conversations = ConversationStore(self.db)
+        self.adapters = LiveAdapters(AdapterRegistry(self.db, self.settings.home), self.settings)
         self.ingestor = Ingestor(self.db, self.embedder, self.settings)
         self._ingest_lock = threading.Lock()  # one upload at a time per process keeps memory bounded
 
@@ -62,7 +65,8 @@ class SupportService:
         else:
             history = history[-self.settings.history_turns:] if self.settings.history_turns else []
         question_id = self.conversations.add_user_message(conversation_id, question)
-        for event in self.chain.stream(question, history, collection, product):
+        adapter, chat_model = self.adapters.for_chat(collection, product)
+        for event in self.chain.stream(question, history, collection, product, chat_model, adapter):
             if isinstance(event, Answer):
                 event.conversation_id = conversation_id
                 event.message_id = self.conversations.add_answer(conversation_id, question_id, event)

@@ -23,3 +23,14 @@ CREATE TABLE adapter_deployments (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX adapter_deployments_scope ON adapter_deployments (scope, id DESC);
+
+-- Training jobs started over HTTP; any replica can report their status.
+CREATE TABLE training_jobs (
+    id           uuid        PRIMARY KEY,
+    status       text        NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+    request      jsonb       NOT NULL,
+    report       jsonb,
+    error        text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
 
     # HTTP API
     agent_token: str = Field(default="", description="Bearer token for /api/documents; empty = those endpoints off.")
+    ops_token: str = Field(default="", description="Bearer token for /api/train; empty = training over HTTP off.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
