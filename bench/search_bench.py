@@ -1,0 +1,658 @@
+"""Search benchmark: hybrid and vector search latency, and HNSW recall, at 10k and 100k chunks.
+
+For each size, a fresh embedded PostgreSQL (own temporary SUPPORTBOT_HOME, all migrations applied)
+has its ``chunks`` table filled quickly: binary COPY into a staging table, then one INSERT … SELECT
+(so the schema's statement-level triggers see every row once); the vector and full-text indexes are
+dropped during the load and rebuilt after from the schema's own definitions, the HNSW index with
+``maintenance_work_mem='1GB'``.
+
+Rows are realistic when the S10 manual is at hand (../shared/data/manuals): the manual is parsed,
+chunked and embedded with the packaged MiniLM (cached in bench/results/cache/), every real chunk is
+stored once, and the rest are perturbed copies, like the same section in another product's manual:
+``normalize(e_i + a·e_j + s·n)`` with e_j another real chunk, a ~ U(0, 0.3), n a random unit vector,
+s ~ U(0.3, 0.7) (cosine to the original ~0.8–0.95); the copy keeps the chunk's text, and so its
+tsvector (computed by Postgres exactly as ingestion.store does). Without the data: independent
+random unit vectors and pseudo-word texts (``--random`` forces that).
+
+Queries (``--queries``, default 200): the 50 real questions of galaxy-s10-questions.csv, then
+section titles of galaxy-s10-sections.json, embedded with the packaged MiniLM; else random.
+
+Measured per size, after a warm-up (every query through the HNSW index, 10 through Searcher.search),
+at the configured ``hnsw_ef_search`` (default 100) and at 40 (``--ef``): p50/p95 latency of
+
+* hybrid: ``ingestion.search.Searcher.search`` (built by ``Searcher.from_settings`` when it exists)
+  with the precomputed vector (``vector=``);
+* ann: ``SELECT id FROM chunks ORDER BY embedding <=> q LIMIT k`` (HNSW), and its recall@k against
+  exact search (the same statement with index and bitmap scans off: a sequential scan);
+* text: the full-text half of the hybrid statement alone: the statement Searcher runs (recorded
+  once) with its final SELECT replaced by ``SELECT id FROM text_hits`` (no ef_search dependence),
+  and the share of chunks holding any word of each query (the rows an OR-ed query must score);
+* filtered: a collection filter matching ``--filter-fraction`` (5 %) of the rows, for the ANN
+  statement with ``hnsw.iterative_scan`` off and ``relaxed_order``, as planned and forced through
+  the HNSW index, and for Searcher.search (which always turns iterative scan on): rows returned
+  (it should be k), latency, recall against exact filtered search;
+* which scans each statement uses (EXPLAIN), since the planner switches between the HNSW index,
+  the b-tree and sequential scans with the table size and ef_search.
+
+Hybrid and full-text phases stop after ``--phase-budget`` seconds (at least 10 queries); each
+figure carries the number of queries it covers.
+
+Usage: .venv/bin/python bench/search_bench.py [--sizes 10000,100000] [--queries 200] [--k 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import re
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import (
+    RESULTS,
+    S10_HTML,
+    S10_QUESTIONS,
+    S10_SECTIONS,
+    contention_check,
+    environment,
+    fresh_home,
+    percentile,
+    progress,
+    server_facts,
+    table,
+    write_json,
+)
+
+NAME = "search_bench"
+DIM = 384
+DOC_SIZE = 100  # chunks per synthetic document
+FILTER_COLLECTION = "filtered"
+
+# Chunks holding any word of the question: the rows the full-text side has to score.
+ANY_WORD_COUNT_SQL = """
+SELECT count(*) FROM chunks
+WHERE tsv @@ (SELECT coalesce(string_agg(quote_literal(l), ' | '), '')::tsquery
+              FROM unnest(tsvector_to_array(to_tsvector('english', %(text)s))) l)
+"""
+ANN_SQL = "SELECT id FROM chunks ORDER BY embedding <=> %(v)s LIMIT %(k)s"
+ANN_FILTERED_SQL = "SELECT id FROM chunks WHERE collection = %(c)s ORDER BY embedding <=> %(v)s LIMIT %(k)s"
+# The same, written so that the planner cannot use the (collection, product) b-tree; run with
+# enable_seqscan off, it leaves the HNSW index as the only way (pgvector's post-filter case).
+ANN_FILTERED_VIA_HNSW_SQL = (
+    "SELECT id FROM chunks WHERE collection || '' = %(c)s ORDER BY embedding <=> %(v)s LIMIT %(k)s"
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] + " Prints tables and writes bench/results/search_bench.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--sizes", default="10000,100000", help="Comma-separated numbers of chunks.")
+    p.add_argument("--queries", type=int, default=200, help="Number of queries.")
+    p.add_argument("--k", type=int, default=10, help="Rows per query (recall@k).")
+    p.add_argument("--ef", default="settings,40",
+                   help="hnsw.ef_search values to measure; 'settings' is SUPPORTBOT_HNSW_EF_SEARCH (default 100).")
+    p.add_argument("--filter-fraction", type=float, default=0.05,
+                   help="Share of the rows in the filtered collection.")
+    p.add_argument("--corpus", type=Path, default=S10_HTML,
+                   help="Manual whose real chunks seed the rows (parsed, chunked and embedded once, then cached).")
+    p.add_argument("--questions", type=Path, default=S10_QUESTIONS, help="CSV with a 'question' column.")
+    p.add_argument("--sections", type=Path, default=S10_SECTIONS,
+                   help="Sections JSON whose titles complete the query set.")
+    p.add_argument("--random", action="store_true", help="Random vectors and texts even when the data is present.")
+    p.add_argument("--no-cache", action="store_true", help="Re-embed the corpus and queries instead of the cache.")
+    p.add_argument("--no-hybrid", action="store_true",
+                   help="Vector search only: skip Searcher.search and the full-text measurements.")
+    p.add_argument("--phase-budget", type=float, default=30.0,
+                   help="Seconds at most per hybrid or full-text phase of one size (at least 10 queries run); "
+                        "the tables say how many queries each figure covers.")
+    p.add_argument("--maintenance-work-mem", default="1GB", help="For the index builds.")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--keep", action="store_true", help="Keep the temporary SUPPORTBOT_HOME and its server running.")
+    p.add_argument("--json", type=Path, default=None,
+                   help="Where to write the JSON (default: bench/results/search_bench.json).")
+    args = p.parse_args(argv)
+    try:
+        args.sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
+    except ValueError:
+        p.error("--sizes: comma-separated integers, e.g. 10000,100000")
+    if not args.sizes or min(args.sizes) < args.k:
+        p.error("--sizes must be at least --k")
+    if not 0 < args.filter_fraction <= 1:
+        p.error("--filter-fraction must be in (0, 1]")
+    return args
+
+
+# --- corpus and queries --------------------------------------------------------------------
+
+
+def _cache_path(kind: str, key: str) -> Path:
+    return RESULTS / "cache" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def real_corpus(path: Path, settings, embedder, use_cache: bool) -> dict[str, Any]:
+    """The manual's chunks (text, heading path, page) and their embeddings, as ingestion makes them."""
+    import ingestion.chunk
+    import ingestion.parse
+
+    code = b"".join(Path(m.__file__).read_bytes() for m in (ingestion.chunk, ingestion.parse))
+    key = json.dumps([hashlib.sha256(path.read_bytes()).hexdigest(), hashlib.sha256(code).hexdigest(),
+                      embedder.name, settings.chunk_tokens, settings.chunk_overlap_tokens, "v1"])
+    cache = _cache_path("corpus", key)
+    if use_cache and cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        progress(f"corpus: {len(data['texts'])} chunks of {path.name} from the cache ({cache.name})")
+        return {"texts": list(data["texts"]), "headings": [json.loads(h) for h in data["headings"]],
+                "pages": [int(p) if p >= 0 else None for p in data["pages"]], "vectors": data["vectors"]}
+    from ingestion.chunk import chunk_blocks
+    from ingestion.parse import parse_file
+
+    progress(f"corpus: parsing, chunking and embedding {path.name} (cached afterwards)")
+    parsed = parse_file(path)
+    chunks = chunk_blocks(parsed.blocks, embedder.count_tokens,
+                          min(settings.chunk_tokens, getattr(embedder, "max_tokens", 512)),
+                          settings.chunk_overlap_tokens)
+    vectors = embedder.embed([c.embedding_text() for c in chunks])
+    corpus = {"texts": [c.text for c in chunks], "headings": [list(c.heading_path) for c in chunks],
+              "pages": [c.page for c in chunks], "vectors": vectors}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, texts=np.array(corpus["texts"]), headings=np.array([json.dumps(h) for h in corpus["headings"]]),
+             pages=np.array([-1 if p is None else p for p in corpus["pages"]]), vectors=vectors)
+    progress(f"corpus: {len(chunks)} chunks")
+    return corpus
+
+
+_SYLLABLES = "ka lo mi ne ru sa ti vo pe da fi gu ho je ly".split()
+
+
+def _pseudo_words(rng: np.random.Generator, n: int) -> list[str]:
+    return ["".join(rng.choice(_SYLLABLES, size=rng.integers(2, 4))) for _ in range(n)]
+
+
+def random_corpus(rng: np.random.Generator, n: int = 1000) -> dict[str, Any]:
+    vocab = _pseudo_words(rng, 3000)
+    texts = [" ".join(rng.choice(vocab, size=80)) for _ in range(n)]
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return {"texts": texts, "headings": [[f"Section {i}"] for i in range(n)], "pages": [None] * n,
+            "vectors": vectors, "vocab": vocab, "iid": True}
+
+
+def real_queries(args, embedder, rng: np.random.Generator, use_cache: bool) -> tuple[list[str], np.ndarray, dict]:
+    with args.questions.open(encoding="utf-8-sig") as f:
+        questions = [row["question"].strip() for row in csv.DictReader(f) if row.get("question", "").strip()]
+    questions = list(dict.fromkeys(questions))[: args.queries]
+    titles: list[str] = []
+    if len(questions) < args.queries and args.sections.exists():
+        sections = json.loads(args.sections.read_text())
+        items = sections.values() if isinstance(sections, dict) else sections
+        pool = sorted({s["title"].strip() for s in items if len(s.get("title", "").strip()) >= 4} - set(questions))
+        order = rng.permutation(len(pool))
+        titles = [pool[i] for i in order[: args.queries - len(questions)]]
+    texts = questions + titles
+    key = json.dumps([embedder.name, texts])
+    cache = _cache_path("queries", key)
+    if use_cache and cache.exists():
+        vectors = np.load(cache)["vectors"]
+    else:
+        progress(f"queries: embedding {len(texts)} queries")
+        vectors = embedder.embed(texts)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, vectors=vectors)
+    return texts, vectors, {"real_questions": len(questions), "section_titles": len(titles)}
+
+
+def random_queries(n: int, vocab: list[str], rng: np.random.Generator) -> tuple[list[str], np.ndarray, dict]:
+    texts = [" ".join(rng.choice(vocab, size=5)) for _ in range(n)]
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return texts, vectors, {"random": n}
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def synthetic_vectors(base: np.ndarray, n: int, rng: np.random.Generator,
+                      iid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """*n* rows: every base vector once, then perturbed copies (or, *iid*, independent random unit
+    vectors); returns (row → base index, whose text the row takes; vectors)."""
+    b = len(base)
+    base_of = np.concatenate([np.arange(min(b, n)), rng.integers(0, b, size=max(0, n - b))])
+    vectors = base[base_of].copy()
+    extra = slice(min(b, n), n)
+    m = max(0, n - b)
+    if m and iid:
+        vectors[extra] = rng.standard_normal((m, base.shape[1])).astype(np.float32)
+    elif m:
+        partner = base[rng.integers(0, b, size=m)]
+        noise = rng.standard_normal((m, base.shape[1])).astype(np.float32)
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        a = rng.uniform(0.0, 0.3, size=(m, 1)).astype(np.float32)
+        s = rng.uniform(0.3, 0.7, size=(m, 1)).astype(np.float32)
+        vectors[extra] = vectors[extra] + a * partner + s * noise
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    order = rng.permutation(n)  # the heap order does not follow the base chunks
+    return base_of[order], vectors[order]
+
+
+def load(conn, index_defs: dict[str, str], corpus: dict[str, Any], n: int, fraction: float, mwm: str,
+         rng: np.random.Generator) -> dict[str, float]:
+    """Fill an empty store with *n* chunks; rebuild the indexes. Returns timings."""
+    from pgvector import Vector
+
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    if conn.execute("SELECT EXISTS (SELECT FROM chunks)").fetchone()[0]:
+        raise RuntimeError("load() expects an empty chunks table (TRUNCATE would skip the statistics triggers)")
+    for name in index_defs:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+    n_docs = math.ceil(n / DOC_SIZE)
+    filtered = set(rng.choice(n_docs, size=max(1, round(n_docs * fraction)), replace=False).tolist())
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO documents (source, title, collection, kind, content_hash, bytes) "
+            "VALUES (%s, %s, %s, 'manual', 'synthetic', 0)",
+            [(f"synthetic-{d:06d}.pdf", f"Synthetic manual {d}", FILTER_COLLECTION if d in filtered else "default")
+             for d in range(n_docs)],
+        )
+    doc_ids = [r[0] for r in conn.execute("SELECT id FROM documents ORDER BY id").fetchall()]
+
+    conn.execute("CREATE TEMP TABLE bench_base (id int PRIMARY KEY, text text, heading_path text[], page int, "
+                 "tsv tsvector)")
+    with conn.cursor() as cur:
+        # The same tsvector expression as ingestion.store._INSERT_CHUNK.
+        cur.executemany(
+            "INSERT INTO bench_base VALUES (%s, %s, %s, %s, setweight(to_tsvector('english', %s), 'A') || "
+            "setweight(to_tsvector('english', %s), 'B'))",
+            [(i, text, heading, page, " > ".join(heading), text)
+             for i, (text, heading, page) in enumerate(zip(corpus["texts"], corpus["headings"], corpus["pages"],
+                                                           strict=True))],
+        )
+    base_of, vectors = synthetic_vectors(corpus["vectors"], n, rng, iid=corpus.get("iid", False))
+    times["generate_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    conn.execute(f"CREATE TEMP TABLE bench_rows (row_no int, document_id bigint, position int, base int, "
+                 f"embedding vector({DIM}))")
+    with conn.cursor() as cur, cur.copy(
+        "COPY bench_rows (row_no, document_id, position, base, embedding) FROM STDIN WITH (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int4", "int8", "int4", "int4", "vector"])
+        for r in range(n):
+            copy.write_row((r, doc_ids[r // DOC_SIZE], r % DOC_SIZE, int(base_of[r]), Vector(vectors[r])))
+    conn.execute(
+        """INSERT INTO chunks (document_id, position, text, heading_path, page, collection, product, embedding, tsv)
+           SELECT r.document_id, r.position, b.text, b.heading_path, b.page, d.collection, NULL, r.embedding, b.tsv
+           FROM bench_rows r JOIN bench_base b ON b.id = r.base JOIN documents d ON d.id = r.document_id
+           ORDER BY r.row_no"""
+    )
+    conn.execute("DROP TABLE bench_rows, bench_base")
+    times["copy_insert_s"] = time.perf_counter() - t
+
+    conn.execute(f"SET maintenance_work_mem = {_literal(conn, mwm)}")
+    for name, definition in index_defs.items():
+        t = time.perf_counter()
+        conn.execute(definition)
+        times[f"index_{name}_s"] = time.perf_counter() - t
+        progress(f"  {n:,} rows: built {name} in {times[f'index_{name}_s']:.1f} s")
+    conn.execute("RESET maintenance_work_mem")
+    t = time.perf_counter()
+    conn.execute("VACUUM ANALYZE chunks")
+    conn.execute("VACUUM ANALYZE documents")
+    times["vacuum_analyze_s"] = time.perf_counter() - t
+    return times
+
+
+def _literal(conn, value: str) -> str:
+    from psycopg import sql
+
+    return sql.Literal(value).as_string(conn)
+
+
+# --- measuring -----------------------------------------------------------------------------
+
+
+def timed(fn, items, budget_s: float | None = None, min_items: int = 10) -> tuple[list[float], list[Any]]:
+    """Latency in ms of fn(item) for each item; with *budget_s*, stop once it is spent (after *min_items*)."""
+    latencies, results = [], []
+    started = time.perf_counter()
+    for item in items:
+        t = time.perf_counter()
+        results.append(fn(item))
+        latencies.append((time.perf_counter() - t) * 1000)
+        if budget_s is not None and len(latencies) >= min_items and time.perf_counter() - started > budget_s:
+            break
+    return latencies, results
+
+
+def summary(latencies: list[float], rows: list[int] | None = None, recall: float | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "queries": len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p95_ms": round(percentile(latencies, 95), 2),
+        "mean_ms": round(float(np.mean(latencies)), 2),
+    }
+    if rows is not None:
+        out["rows_min"] = int(min(rows))
+        out["rows_mean"] = round(float(np.mean(rows)), 2)
+    if recall is not None:
+        out["recall"] = round(recall, 4)
+    return out
+
+
+def recall_at(found: list[list[int]], exact: list[list[int]], k: int) -> float:
+    return float(np.mean([len(set(f[:k]) & set(e[:k])) / max(1, min(k, len(e))) for f, e in zip(found, exact,
+                                                                                                strict=True)]))
+
+
+def plan_of(conn, statement: str, params: dict) -> str:
+    """How the plan Postgres picks for *statement* reads chunks (custom plan, literal parameters)."""
+    rows = conn.execute("EXPLAIN (COSTS OFF) " + statement, params).fetchall()
+    nodes = [re.sub(r"'\[[^']*\]'::vector", "$vector", r[0]).strip().removeprefix("->  ") for r in rows]
+    return "; ".join(n for n in nodes if "Scan" in n and "chunks" in n)
+
+
+class _Recording:
+    """A Database stand-in that records the statements a Searcher runs (and runs them)."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self.calls: list[tuple[str, Any]] = []
+
+    @contextmanager
+    def connection(self):
+        with self.db.connection() as conn:
+            yield _RecordingConnection(conn, self.calls)
+
+
+class _RecordingConnection:
+    def __init__(self, conn, calls: list) -> None:
+        self._conn, self._calls = conn, calls
+
+    def execute(self, query, params=None, **kwargs):
+        self._calls.append((query, params))
+        return self._conn.execute(query, params, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+def hybrid_statement(searcher, text: str, vector: np.ndarray, k: int) -> tuple[str, dict]:
+    """The SQL and parameters of Searcher.search's main statement, recorded from one real call."""
+    recording = _Recording(searcher.db)
+    real, searcher.db = searcher.db, recording
+    try:
+        searcher.search(text, k=k, vector=vector)
+    finally:
+        searcher.db = real
+    sql, params = max(recording.calls, key=lambda call: len(str(call[0])))
+    if not isinstance(params, dict) or not {"text", "vector", "collection"} <= params.keys():
+        raise RuntimeError("Searcher.search no longer passes text/vector/collection as named parameters")
+    return str(sql), dict(params)
+
+
+def text_only(sql: str) -> str | None:
+    """The hybrid statement reduced to its full-text CTE (unreferenced CTEs are not run)."""
+    cut = sql.rfind(")\nSELECT ")
+    if cut < 0 or "text_hits AS" not in sql:
+        return None
+    return sql[: cut + 2] + "SELECT id FROM text_hits"
+
+
+def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, efs: list[int],
+            budget_s: float, hybrid: bool = True) -> dict[str, Any]:
+    ids = lambda rows: [r[0] for r in rows]  # noqa: E731
+    queries = list(zip(texts, vectors, strict=True))
+    first = {"v": vectors[0], "k": k, "c": FILTER_COLLECTION}
+    out: dict[str, Any] = {"ef": {}, "filtered": {}, "plans": {}}
+
+    progress("  warm-up: every query through the HNSW index" + (", 10 through Searcher.search" if hybrid else ""))
+    conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(max(efs[0], k)),))
+    for vector in vectors:
+        conn.execute(ANN_SQL, {"v": vector, "k": k}).fetchall()
+    conn.execute("RESET hnsw.ef_search")
+    hybrid_sql, template = "", {}
+    if hybrid:
+        warm = searcher_for(efs[0])
+        for text, vector in queries[:10]:
+            warm.search(text, k=k, vector=vector)
+        hybrid_sql, template = hybrid_statement(warm, texts[0], vectors[0], k)
+
+        progress("  chunks holding any of each query's words (what the full-text side must score)")
+        _, matches = timed(lambda q: conn.execute(ANY_WORD_COUNT_SQL, {"text": q}).fetchone()[0], texts)
+        total = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        out["any_word_match_share"] = {"mean": round(float(np.mean(matches)) / total, 4),
+                                       "p50": round(percentile(matches, 50) / total, 4),
+                                       "max": round(float(max(matches)) / total, 4)}
+
+    progress("  exact search (sequential scan) for recall")
+    conn.execute("SET enable_indexscan = off")
+    conn.execute("SET enable_bitmapscan = off")
+    out["plans"]["exact"] = plan_of(conn, ANN_SQL, first)
+    exact_lat, exact = timed(lambda v: ids(conn.execute(ANN_SQL, {"v": v, "k": k}).fetchall()), vectors)
+    exact_f_lat, exact_f = timed(
+        lambda v: ids(conn.execute(ANN_FILTERED_SQL, {"v": v, "k": k, "c": FILTER_COLLECTION}).fetchall()), vectors)
+    conn.execute("RESET enable_indexscan")
+    conn.execute("RESET enable_bitmapscan")
+    out["exact"] = summary(exact_lat)
+    out["exact_filtered"] = summary(exact_f_lat, [len(e) for e in exact_f])
+
+    text_sql = text_only(hybrid_sql) if hybrid else None
+    if text_sql:
+        progress("  full text alone")
+        out["plans"]["text"] = plan_of(conn, text_sql, {**template, "text": texts[0]})
+        text_lat, _ = timed(lambda q: conn.execute(text_sql, {**template, "text": q[0], "vector": q[1]}).fetchall(),
+                            queries, budget_s)
+        out["text"] = summary(text_lat)
+    else:
+        if hybrid:
+            progress("  full text alone: skipped (the hybrid statement has no text_hits CTE)")
+        out["text"] = None
+
+    for ef in efs:
+        progress(f"  ef_search={ef}: hybrid, ann, filtered")
+        searcher = searcher_for(ef)
+        hyb_lat, hyb = timed(lambda q, s=searcher: s.search(q[0], k=k, vector=q[1]), queries, budget_s) if hybrid \
+            else ([], [])
+        conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(max(ef, k)),))
+        conn.execute("SET hnsw.iterative_scan = off")
+        plans = {"ann": plan_of(conn, ANN_SQL, first)}
+        ann_lat, ann = timed(lambda v: ids(conn.execute(ANN_SQL, {"v": v, "k": k}).fetchall()), vectors)
+        out["ef"][ef] = {
+            "hybrid": summary(hyb_lat, [len(h) for h in hyb]) if hybrid else None,
+            "ann": summary(ann_lat, [len(a) for a in ann], recall_at(ann, exact, k)),
+        }
+        filtered: dict[str, Any] = {}
+        for mode in ("off", "relaxed_order"):
+            conn.execute(f"SET hnsw.iterative_scan = {mode}")
+            for variant, statement in (("ann", ANN_FILTERED_SQL), ("ann_hnsw_forced", ANN_FILTERED_VIA_HNSW_SQL)):
+                name = f"{variant}_iterative_{mode}"
+                forced = variant == "ann_hnsw_forced"
+                if forced:
+                    conn.execute("SET enable_seqscan = off")
+                plans[f"filtered_{name}"] = plan_of(conn, statement, first)
+                lat, found = timed(
+                    lambda v, st=statement: ids(conn.execute(st, {"v": v, "k": k, "c": FILTER_COLLECTION}).fetchall()),
+                    vectors)
+                if forced:
+                    conn.execute("RESET enable_seqscan")
+                filtered[name] = summary(lat, [len(f) for f in found], recall_at(found, exact_f, k))
+        out["filtered"][ef] = filtered
+        out["plans"][ef] = plans
+        if not hybrid:
+            continue
+        # The hybrid statement as Searcher runs it (iterative scan on), unfiltered and filtered.
+        conn.execute("SET hnsw.iterative_scan = relaxed_order")
+        plans["hybrid"] = plan_of(conn, hybrid_sql, template)
+        plans["hybrid_filtered"] = plan_of(conn, hybrid_sql, {**template, "collection": FILTER_COLLECTION})
+        conn.execute("RESET hnsw.iterative_scan")
+        hf_lat, hf = timed(lambda q, s=searcher: s.search(q[0], k=k, collection=FILTER_COLLECTION, vector=q[1]),
+                           queries, budget_s)
+        filtered["hybrid"] = summary(hf_lat, [len(h) for h in hf])
+    conn.execute("RESET hnsw.ef_search")
+    return out
+
+
+def relation_sizes(conn) -> dict[str, int]:
+    rows = conn.execute(
+        """SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
+           WHERE c.relname IN ('chunks', 'chunks_embedding_hnsw', 'chunks_tsv_gin')"""
+    ).fetchall()
+    return {name: int(size) for name, size in rows}
+
+
+def make_searcher(db, embedder, settings, ef: int):
+    from ingestion.search import Searcher
+
+    if hasattr(Searcher, "from_settings"):
+        searcher = Searcher.from_settings(db, embedder, settings)
+    else:
+        searcher = Searcher(db, embedder, settings.search_candidates, settings.hnsw_ef_search)
+    searcher.ef_search = ef
+    return searcher
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    contention_check()
+    rng = np.random.default_rng(args.seed)
+    started = time.perf_counter()
+    results: dict[str, Any] = {"benchmark": NAME, "environment": environment(), "k": args.k,
+                               "filter_fraction": args.filter_fraction, "sizes": {}}
+
+    from ingestion.embed import get_embedder
+    from supportbot.settings import Settings
+
+    settings = Settings()
+    efs = list(dict.fromkeys(settings.hnsw_ef_search if e.strip() == "settings" else int(e)
+                             for e in args.ef.split(",") if e.strip()))
+    results["settings"] = {k: getattr(settings, k) for k in (
+        "search_candidates", "hnsw_ef_search", "search_vector_weight", "search_text_weight") if hasattr(settings, k)}
+    use_real = not args.random and args.corpus.exists()
+    embedder = get_embedder(settings)
+    if use_real:
+        corpus = real_corpus(args.corpus, settings, embedder, not args.no_cache)
+        if args.questions.exists():
+            texts, qvec, qsource = real_queries(args, embedder, rng, not args.no_cache)
+        else:
+            texts = [h[-1] if h else t[:60] for h, t in zip(corpus["headings"], corpus["texts"], strict=True)]
+            texts = texts[: args.queries]
+            qvec, qsource = embedder.embed(texts), {"chunk_headings": len(texts)}
+    else:
+        corpus = random_corpus(rng)
+        texts, qvec, qsource = random_queries(args.queries, corpus["vocab"], rng)
+    order = rng.permutation(len(texts))  # a budget-cut prefix still mixes questions and titles
+    texts, qvec = [texts[i] for i in order], qvec[order]
+    results["data"] = {"corpus": str(args.corpus) if use_real else "random", "base_chunks": len(corpus["texts"]),
+                       "queries": qsource}
+    progress(f"{len(corpus['texts'])} base chunks ({results['data']['corpus']}), {len(texts)} queries {qsource}")
+
+    for n in args.sizes:
+        t0 = time.perf_counter()
+        with fresh_home(keep=args.keep) as (_home_settings, db):
+            import psycopg
+            from pgvector.psycopg import register_vector
+
+            results.setdefault("server", server_facts(db))
+            with psycopg.connect(db.url, autocommit=True) as conn:
+                register_vector(conn)
+                index_defs = dict(conn.execute(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks' "
+                    "AND indexname IN ('chunks_tsv_gin', 'chunks_embedding_hnsw') ORDER BY indexname DESC").fetchall())
+                results["index_definitions"] = index_defs
+                progress(f"{n:,} chunks: loading")
+                load_times = load(conn, index_defs, corpus, n, args.filter_fraction, args.maintenance_work_mem, rng)
+                progress(f"{n:,} chunks: loaded ({', '.join(f'{k} {v:.1f}' for k, v in load_times.items())})")
+                filtered_rows = conn.execute("SELECT count(*) FROM chunks WHERE collection = %s",
+                                             (FILTER_COLLECTION,)).fetchone()[0]
+                figures = measure(conn, lambda ef, db=db: make_searcher(db, embedder, settings, ef),
+                                  texts, qvec, args.k, efs, args.phase_budget, hybrid=not args.no_hybrid)
+                results["sizes"][n] = {
+                    "load": {k: round(v, 2) for k, v in load_times.items()},
+                    "filtered_rows": filtered_rows,
+                    "relation_bytes": relation_sizes(conn),
+                    **figures,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
+        progress(f"{n:,} chunks: done in {results['sizes'][n]['seconds']} s")
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    results["loadavg_at_end"] = environment().get("loadavg_1_5_15")
+    report(results, efs)
+    out = write_json(NAME, results, args.json)
+    print(f"written: {out}")
+    return 0
+
+
+def report(results: dict[str, Any], efs: list[int]) -> None:
+    sizes = results["sizes"]
+    print()
+    print(table(
+        ["chunks", "filtered", "copy+insert s", "GIN s", "HNSW s", "table MB", "HNSW MB", "total s"],
+        [[n, r["filtered_rows"], r["load"]["copy_insert_s"], r["load"].get("index_chunks_tsv_gin_s"),
+          r["load"].get("index_chunks_embedding_hnsw_s"), r["relation_bytes"].get("chunks", 0) / 1e6,
+          r["relation_bytes"].get("chunks_embedding_hnsw", 0) / 1e6, r["seconds"]] for n, r in sizes.items()],
+        title=f"Load (maintenance_work_mem for the builds; server {results['server']['postgres']}, "
+              f"pgvector {results['server']['pgvector']})",
+    ))
+    print()
+    rows = []
+    for n, r in sizes.items():
+        for ef in efs:
+            e = r["ef"][ef]
+            text, hyb = r["text"] or {}, e["hybrid"] or {}
+            share = r.get("any_word_match_share")
+            rows.append([n, ef, hyb.get("queries"), hyb.get("p50_ms"), hyb.get("p95_ms"),
+                         e["ann"]["queries"], e["ann"]["p50_ms"], e["ann"]["p95_ms"], e["ann"]["recall"],
+                         text.get("queries"), text.get("p50_ms"), text.get("p95_ms"), r["exact"]["p50_ms"],
+                         100 * share["mean"] if share else None])
+    print(table(
+        ["chunks", "ef", "hyb n", "hybrid p50", "hybrid p95", "ann n", "ann p50", "ann p95",
+         f"recall@{results['k']}", "text n", "text p50", "text p95", "exact p50", "match %"],
+        rows, title="Latency in ms (hybrid = Searcher.search with a precomputed vector; text = its full-text half; "
+                    "n = queries timed; match % = mean share of chunks holding any query word)",
+    ))
+    print()
+    rows = []
+    names = {"ann_iterative_off": "ann, planner's choice, iterative off",
+             "ann_iterative_relaxed_order": "ann, planner's choice, relaxed_order",
+             "ann_hnsw_forced_iterative_off": "ann via HNSW, iterative off",
+             "ann_hnsw_forced_iterative_relaxed_order": "ann via HNSW, relaxed_order",
+             "hybrid": "hybrid (Searcher.search)"}
+    for n, r in sizes.items():
+        for ef in efs:
+            f = r["filtered"][ef]
+            for name, label in names.items():
+                if name not in f:
+                    continue
+                s = f[name]
+                rows.append([n, ef, label, s["queries"], s["rows_min"], s["rows_mean"], s.get("recall"), s["p50_ms"],
+                             s["p95_ms"]])
+    print(table(
+        ["chunks", "ef", "filtered query", "n", "rows min", "rows mean", f"recall@{results['k']}", "p50 ms",
+         "p95 ms"],
+        rows, title=f"Filtered by collection ({100 * results['filter_fraction']:g} % of rows), k={results['k']}",
+    ))
+    print()
+    print("How each statement reads chunks (scan nodes of EXPLAIN with the first query's parameters):")
+    for n, r in sizes.items():
+        for ef in efs:
+            for name, plan in r["plans"][ef].items():
+                print(f"  {n:>7,}  ef {ef:>3}  {name:<45} {plan}")
+    print(f"queries: {results['data']['queries']}; base chunks: {results['data']['base_chunks']} "
+          f"({results['data']['corpus']}); total {results['total_s']} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
