@@ -273,9 +273,17 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         }
 
     if mount_chat and UI_FILE.exists():
+        from bot.agent_auth import agent_login_routes, prepare_chainlit_env
+
+        prepare_chainlit_env()  # before chainlit is imported: it reads CHAINLIT_APP_ROOT once
         from chainlit.utils import mount_chainlit
 
+        agent_login_routes(app, chat_path="/chat")
         mount_chainlit(app=app, target=str(UI_FILE), path="/chat")
+        if service is not None:
+            import bot.ui
+
+            bot.ui.use_service(service)
     return app
 
 

@@ -27,6 +27,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 docs_app = typer.Typer(help="Documents in the knowledge base.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(docs_app, name="documents")
+agents_app = typer.Typer(help="Support agents who sign in to the chat.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
 adapters_app = typer.Typer(help="Tone adapters: list, promote, roll back, export.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
 
@@ -200,6 +202,18 @@ def _print_hits(hits) -> None:
         source = f"[dim]({hit.source}, score {hit.score:.4f})[/dim]"
         console.print(f"[bold]{i}. {hit.title}[/bold] — {where}{page}  {source}")
         console.print(f"   {hit.text[:300]}{'…' if len(hit.text) > 300 else ''}", highlight=False)
+
+
+@agents_app.command("hash-password")
+def agents_hash_password(name: Annotated[str, typer.Argument(help="The agent's sign-in name.")]) -> None:
+    """Print NAME:HASH for SUPPORTBOT_AGENTS (join several with commas); asks for the password."""
+    from bot.agent_auth import agent_entry
+
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        print(agent_entry(name, password))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 # --- fine-tuning ----------------------------------------------------------------------------

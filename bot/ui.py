@@ -1,0 +1,476 @@
+"""The Chainlit chat, mounted at /chat by bot.api.
+
+Customers chat without signing in: answers stream token by token, cite their sources as Chainlit
+elements, take thumbs up/down, and offer "Talk to a person". Agents (see bot.agent_auth) also
+upload, list and delete documents. A Chainlit session remembers only its conversation id; the
+conversation itself lives in Postgres, written by the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bot.agent_auth import anonymous_customer, is_agent, prepare_chainlit_env
+from bot.chain import Answer
+from bot.service import SupportService, get_service
+from ingestion.pipeline import FileOutcome
+from ingestion.store import delete_document, list_documents
+
+prepare_chainlit_env()  # Chainlit reads CHAINLIT_APP_ROOT once, when first imported
+
+import chainlit as cl  # noqa: E402
+from chainlit.data import get_data_layer  # noqa: E402
+from chainlit.data.base import BaseDataLayer  # noqa: E402
+from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter  # noqa: E402
+from chainlit.user import PersistedUser, User  # noqa: E402
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CUSTOMER_WELCOME = (
+    "Hi! Ask me anything about our products. I answer from our manuals and FAQs and show my sources. "
+    "Prefer a person? Use the button below at any time."
+)
+AGENT_WELCOME = (
+    "Signed in as agent **{name}**. Ask questions as a customer would, or manage the documents the answers "
+    "come from."
+)
+HANDOFF_NOTICE = (
+    "I've asked a member of our support team to take over. They can see this whole conversation and will "
+    "follow up with you."
+)
+REFUSED = "Only signed-in support agents can add or remove documents."
+UPLOAD_PROMPT = "Choose manuals or FAQs to add: PDF, DOCX, HTML, Markdown, text, or FAQ CSV/JSON (up to 10 files)."
+_TYPES = [".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt", ".text", ".csv", ".json"]
+# Browsers label .md or .csv inconsistently; the ingestion checks each file's content anyway.
+ACCEPT = {
+    "application/pdf": [".pdf"],
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": [".docx"],
+    "text/*": _TYPES,
+    "application/json": [".json"],
+    "application/octet-stream": _TYPES,
+}
+MAX_QUESTION = 4000  # as the HTTP API
+MAX_LISTED_ACTIONS = 25  # delete buttons under the document list
+
+
+# --- the bridge to Chainlit: feedback into our table, nothing else stored -------------------
+
+
+class _Rated:
+    # A plain class: Chainlit executes this file before registering it as a module, which
+    # dataclasses (with postponed annotations) cannot cope with.
+    __slots__ = ("feedback_id", "message_id", "thread_id")
+
+    def __init__(self, thread_id: str, message_id: uuid.UUID) -> None:
+        self.thread_id = thread_id
+        self.message_id = message_id
+        self.feedback_id: int | None = None
+
+
+class ChatDataLayer(BaseDataLayer):
+    """Chainlit shows thumbs up/down only when a data layer exists. This one stores feedback in
+    supportbot's ``feedback`` table and nothing else: conversations are already stored by the
+    service (and without it, DATABASE_URL would make Chainlit look for its own tables)."""
+
+    max_answers = 10_000
+
+    def __init__(self, service: SupportService | None = None) -> None:
+        self.service = service
+        self._answers: OrderedDict[str, _Rated] = OrderedDict()
+
+    def get_service(self) -> SupportService:
+        return self.service or get_service()
+
+    def remember_answer(self, run_id: str, thread_id: str, message_id: uuid.UUID) -> None:
+        """Chainlit's feedback names the run of an answer, not our message: keep the mapping
+        (bounded, in process, like Chainlit's sessions, which already need sticky routing)."""
+        self._answers[run_id] = _Rated(thread_id, message_id)
+        while len(self._answers) > self.max_answers:
+            self._answers.popitem(last=False)
+
+    async def upsert_feedback(self, feedback: Feedback) -> str:
+        rated = self._answers.get(feedback.forId)
+        if rated is None or (feedback.threadId and feedback.threadId != rated.thread_id):
+            raise ValueError("feedback for an unknown answer")
+        rating = 1 if feedback.value == 1 else -1
+        comment = (feedback.comment or "")[:2000] or None  # as the HTTP API allows
+        rated.feedback_id = await asyncio.to_thread(self._store, rated, rating, comment)
+        return feedback.forId  # the id the UI sends back to change or withdraw this rating
+
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        rated = self._answers.get(feedback_id)
+        if rated is None or rated.feedback_id is None:
+            return False
+        await asyncio.to_thread(self._delete, rated.feedback_id)
+        rated.feedback_id = None
+        return True
+
+    def _store(self, rated: _Rated, rating: int, comment: str | None) -> int:
+        service = self.get_service()
+        if rated.feedback_id is not None:  # a changed vote replaces the earlier one
+            with service.db.connection() as conn:
+                row = conn.execute("UPDATE feedback SET rating = %s, comment = %s WHERE id = %s RETURNING id",
+                                   (rating, comment, rated.feedback_id)).fetchone()
+            if row:
+                return row["id"]
+        return service.conversations.add_feedback(rated.message_id, rating, comment)
+
+    def _delete(self, feedback_id: int) -> None:
+        with self.get_service().db.connection() as conn:
+            conn.execute("DELETE FROM feedback WHERE id = %s", (feedback_id,))
+
+    # Users are the signed JWT's; threads are not kept (no history sidebar, see config.toml).
+    async def get_user(self, identifier: str) -> PersistedUser | None:
+        return None
+
+    async def create_user(self, user: User) -> PersistedUser | None:
+        return PersistedUser(id=user.identifier, createdAt=datetime.now(UTC).isoformat(),
+                             identifier=user.identifier, display_name=user.display_name, metadata=user.metadata)
+
+    async def create_element(self, element: Any) -> None:
+        return None
+
+    async def get_element(self, thread_id: str, element_id: str) -> None:
+        return None
+
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        return None
+
+    async def create_step(self, step_dict: Any) -> None:
+        return None
+
+    async def update_step(self, step_dict: Any) -> None:
+        return None
+
+    async def delete_step(self, step_id: str) -> None:
+        return None
+
+    async def get_thread_author(self, thread_id: str) -> str:
+        return ""
+
+    async def delete_thread(self, thread_id: str) -> None:
+        return None
+
+    async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+        return PaginatedResponse(pageInfo=PageInfo(hasNextPage=False, startCursor=None, endCursor=None), data=[])
+
+    async def get_thread(self, thread_id: str) -> ThreadDict | None:
+        return None
+
+    async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
+                            metadata: dict | None = None, tags: list[str] | None = None) -> None:
+        return None
+
+    async def build_debug_url(self) -> str:
+        return ""
+
+    async def close(self) -> None:
+        return None
+
+    async def get_favorite_steps(self, user_id: str) -> list:
+        return []
+
+
+@cl.data_layer
+def _data_layer() -> BaseDataLayer:
+    return ChatDataLayer()
+
+
+def _bridge() -> Any:
+    # Chainlit loads this file by path, so a second copy of the module may exist; the data layer
+    # is Chainlit's singleton, shared by both, so process state lives there.
+    return get_data_layer()
+
+
+def use_service(service: SupportService | None) -> None:
+    """Answer with *service* instead of the process-wide one (tests, or an app given a service)."""
+    _bridge().service = service
+
+
+def _service() -> SupportService:
+    return _bridge().get_service()
+
+
+# --- who is asking -------------------------------------------------------------------------
+
+
+@cl.header_auth_callback
+async def _anyone(headers: Any) -> User:
+    # Chainlit's login page asks this on its own: every visitor without a session is a customer.
+    return anonymous_customer()
+
+
+def _user() -> Any:
+    return cl.user_session.get("user")
+
+
+def _is_agent() -> bool:
+    return is_agent(_user(), _service().settings)
+
+
+async def _agents_only(what: str) -> bool:
+    if _is_agent():
+        return True
+    log.warning("refused: %s tried to %s", getattr(_user(), "identifier", "?"), what)
+    await cl.Message(REFUSED).send()
+    return False
+
+
+def _conversation_id() -> uuid.UUID:
+    conversation_id = cl.user_session.get("conversation_id")
+    if conversation_id is None:
+        conversation_id = uuid.uuid4()
+        cl.user_session.set("conversation_id", conversation_id)
+    return conversation_id
+
+
+# --- chat ----------------------------------------------------------------------------------
+
+
+def _person_action() -> cl.Action:
+    return cl.Action(name="talk_to_person", payload={}, label="Talk to a person", icon="user-round")
+
+
+def _agent_actions() -> list[cl.Action]:
+    return [
+        cl.Action(name="upload_documents", payload={}, label="Upload documents", icon="upload"),
+        cl.Action(name="list_documents", payload={}, label="Documents", icon="library"),
+    ]
+
+
+@cl.on_chat_start
+async def start() -> None:
+    _conversation_id()
+    if _is_agent():
+        await cl.Message(AGENT_WELCOME.format(name=_user().display_name), actions=_agent_actions()).send()
+    else:
+        await cl.Message(CUSTOMER_WELCOME, actions=[_person_action()]).send()
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    files = [e for e in message.elements if getattr(e, "path", None)]
+    if files:
+        if await _agents_only("upload with a message"):
+            await _ingest([(e.name, Path(e.path)) for e in files])
+    question = message.content.strip()
+    if len(question) > MAX_QUESTION:
+        await cl.Message(f"That message is too long for me ({len(question)} characters; the limit is "
+                         f"{MAX_QUESTION}). Please shorten it, or ask for a person.", actions=[_person_action()]).send()
+    elif question:
+        await _answer(question)
+
+
+async def _in_thread(events: Iterator[T]) -> AsyncIterator[T]:
+    """Run a blocking generator (the model) in a worker thread and yield its items as they come,
+    so other chats keep running. Stopping the chat stops the generator at its next item."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for item in events:
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(queue.put_nowait, (False, item))
+            result: Any = None
+        except BaseException as exc:
+            result = exc
+        finally:
+            getattr(events, "close", lambda: None)()
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (True, result))
+        except RuntimeError:  # the loop is gone (server shutting down)
+            pass
+
+    threading.Thread(target=pump, name="chat-answer", daemon=True).start()
+    try:
+        while True:
+            done, value = await queue.get()
+            if done:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+
+
+def _sources(answer: Answer) -> list[cl.Text]:
+    passages = {p.number: p for p in answer.passages}
+    elements = []
+    for c in answer.citations:
+        where = " › ".join(c.heading_path) or c.title
+        page = f" · page {c.page}" if c.page else ""
+        text = passages[c.number].hit.text if c.number in passages else ""
+        elements.append(cl.Text(name=f"[{c.number}] {c.title}", display="side",
+                                content=f"{where}{page} · _{c.source}_\n\n---\n\n{text}"))
+    return elements
+
+
+async def _answer(question: str) -> None:
+    service = _service()
+    reply = cl.Message(content="")
+    events = service.stream(question, _conversation_id(), channel="chat",
+                            user_ref=getattr(_user(), "identifier", None),
+                            collection=service.settings.chat_collection or None)
+    answer: Answer | None = None
+    try:
+        async for event in _in_thread(events):
+            if isinstance(event, Answer):
+                answer = event
+            else:
+                await reply.stream_token(event)
+    except Exception:
+        log.exception("chat answer failed")
+        reply.content = "Sorry, something went wrong on our side. Please try again, or ask for a person."
+        reply.actions = [_person_action()]
+        await reply.send()
+        return
+    assert answer is not None
+    cl.user_session.set("last_message_id", answer.message_id)
+    reply.elements = _sources(answer)
+    # The shown text ends as stored; each source name becomes a link that opens its passage.
+    reply.content = answer.text + ("\n\nSources: " + " · ".join(e.name for e in reply.elements)
+                                   if reply.elements else "")
+    reply.actions = [] if answer.handoff else [_person_action()]
+    await reply.send()
+    if run := cl.context.current_run:
+        _bridge().remember_answer(run.id, cl.context.session.thread_id, answer.message_id)
+    if answer.handoff:  # the chain already recorded the handoff with the answer
+        cl.user_session.set("handoff_requested", True)
+        await cl.Message(HANDOFF_NOTICE).send()
+
+
+@cl.action_callback("talk_to_person")
+async def talk_to_person(action: cl.Action) -> None:
+    if not cl.user_session.get("handoff_requested"):
+        service = _service()
+        conversation_id = _conversation_id()
+        user_ref = getattr(_user(), "identifier", None)
+        # The last answer comes from the session, never from the action's payload (the browser's).
+        message_id = cl.user_session.get("last_message_id")
+
+        def record() -> int:
+            service.conversations.ensure(conversation_id, "chat", user_ref, service.settings.chat_collection or None)
+            return service.conversations.request_handoff(conversation_id, "customer_asked", message_id)
+
+        await asyncio.to_thread(record)
+        cl.user_session.set("handoff_requested", True)
+    await cl.Message(HANDOFF_NOTICE).send()
+
+
+# --- documents (agents) --------------------------------------------------------------------
+
+
+async def _ask_done() -> None:
+    # An ask marks the chat busy again once answered, and an action has no task to end that:
+    # without this the composer stays on "stop" and the next question cannot be sent.
+    await cl.context.emitter.task_end()
+
+
+@cl.action_callback("upload_documents")
+async def upload_documents(action: cl.Action) -> None:
+    if not await _agents_only("upload documents"):
+        return
+    limit = max(1, min(100, round(_service().settings.max_file_mb)))  # Chainlit caps uploads at 100 MB
+    try:
+        # The browser names an ask's parent step when it uploads; without one, Chainlit checks the
+        # global spontaneous-upload setting instead of this ask (and refuses: it is off).
+        async with cl.Step(name="upload", type="tool", show_input=False):
+            files = await cl.AskFileMessage(UPLOAD_PROMPT, accept=ACCEPT, max_size_mb=limit, max_files=10,
+                                            timeout=900).send()
+        if not files:
+            await cl.Message("No files arrived; nothing was added.").send()
+            return
+        await _ingest([(f.name, Path(f.path)) for f in files])
+    finally:
+        await _ask_done()
+
+
+def _outcome_line(outcome: FileOutcome, path: Path, name: str) -> str:
+    if not outcome.ok:
+        return f"❌ {outcome.message.replace(str(path), name)}"
+    if outcome.outcome == "unchanged":
+        return f"✅ **{name}**: unchanged since it was last added; nothing to do."
+    return (f"✅ **{name}**: {outcome.outcome}, {outcome.chunks} passages, version {outcome.version} "
+            f"({outcome.seconds:.1f} s). Answers use it from now on.")
+
+
+async def _ingest(files: list[tuple[str, Path]]) -> None:
+    """Ingest uploads now: Chainlit deletes them with the session. One progress line per file."""
+    service = _service()
+    collection = service.settings.chat_collection or "default"
+    with tempfile.TemporaryDirectory(prefix="supportbot-chat-") as tmp:
+        for i, (raw_name, upload) in enumerate(files, 1):
+            name = Path(raw_name).name
+            name = name if name not in ("", ".", "..") else "upload"  # never a path from the browser
+            progress = cl.Message(f"⏳ Adding **{name}** ({i} of {len(files)})…")
+            await progress.send()
+            # Chainlit stores an upload under a random name; the parsers go by the real extension.
+            path = Path(tmp) / name
+            await asyncio.to_thread(shutil.copyfile, upload, path)
+            outcome = await asyncio.to_thread(service.ingest, path, name, collection)
+            progress.content = _outcome_line(outcome, path, name)
+            await progress.update()
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+@cl.action_callback("list_documents")
+async def show_documents(action: cl.Action) -> None:
+    if not await _agents_only("list documents"):
+        return
+    service = _service()
+    rows = await asyncio.to_thread(list_documents, service.db, service.settings.chat_collection or None)
+    if not rows:
+        await cl.Message("No documents yet: use **Upload documents**.", actions=_agent_actions()).send()
+        return
+    lines = ["| id | document | collection | passages | version | updated |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['id']} | {_cell(r['source'])} | {_cell(r['collection'])} | {r['chunks']} | {r['version']} | "
+              f"{r['updated_at']:%Y-%m-%d %H:%M} |" for r in rows]
+    if len(rows) > MAX_LISTED_ACTIONS:
+        lines.append(f"\nDelete buttons for the first {MAX_LISTED_ACTIONS}; "
+                     "for the others use `supportbot documents delete ID`.")
+    actions = [cl.Action(name="delete_document", payload={"document_id": r["id"], "source": r["source"]},
+                         label=f"Delete {r['source']}", icon="trash-2") for r in rows[:MAX_LISTED_ACTIONS]]
+    await cl.Message("\n".join(lines), actions=actions).send()
+
+
+@cl.action_callback("delete_document")
+async def remove_document(action: cl.Action) -> None:
+    if not await _agents_only("delete a document"):
+        return
+    document_id = int(action.payload.get("document_id", 0))
+    label = f"{action.payload.get('source', 'document')} (id {document_id})"
+    try:
+        choice = await cl.AskActionMessage(
+            f"Delete **{label}** and all its passages? Answers stop using it at once.",
+            actions=[cl.Action(name="confirm", payload={"delete": True}, label="Delete"),
+                     cl.Action(name="cancel", payload={"delete": False}, label="Keep it")],
+            timeout=300,
+        ).send()
+    finally:
+        await _ask_done()
+    if not choice or not (choice.get("payload") or {}).get("delete"):
+        await cl.Message(f"Kept {label}.").send()
+        return
+    row = await asyncio.to_thread(delete_document, _service().db, document_id)
+    if row:
+        await cl.Message(f"🗑️ Deleted **{row['source']}** (id {row['id']}, collection {row['collection']}).").send()
+    else:
+        await cl.Message(f"No document with id {document_id}; it may have been deleted already.").send()
