@@ -103,18 +103,10 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         return request.app.state.service
 
     def agent(authorization: Annotated[str | None, Header()] = None, s: SupportService = Depends(svc)) -> None:
-        token = s.settings.agent_token
-        if not token:
-            raise HTTPException(403, "document management over HTTP is off: set SUPPORTBOT_AGENT_TOKEN")
-        if not authorization or not secrets.compare_digest(authorization, f"Bearer {token}"):
-            raise HTTPException(401, "send the agent token as 'Authorization: Bearer <SUPPORTBOT_AGENT_TOKEN>'")
+        _require_bearer(authorization, s.settings.agent_token, "SUPPORTBOT_AGENT_TOKEN", "document management")
 
     def ops(authorization: Annotated[str | None, Header()] = None, s: SupportService = Depends(svc)) -> None:
-        token = s.settings.ops_token
-        if not token:
-            raise HTTPException(403, "training over HTTP is off: set SUPPORTBOT_OPS_TOKEN")
-        if not authorization or not secrets.compare_digest(authorization, f"Bearer {token}"):
-            raise HTTPException(401, "send the ops token as 'Authorization: Bearer <SUPPORTBOT_OPS_TOKEN>'")
+        _require_bearer(authorization, s.settings.ops_token, "SUPPORTBOT_OPS_TOKEN", "training")
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
@@ -288,6 +280,13 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _require_bearer(authorization: str | None, token: str, variable: str, what: str) -> None:
+    if not token:
+        raise HTTPException(403, f"{what} over HTTP is off: set {variable}")
+    if not authorization or not secrets.compare_digest(authorization, f"Bearer {token}"):
+        raise HTTPException(401, f"send the token as 'Authorization: Bearer <{variable}>'")
 
 
 def _last(events: Iterator[str | Answer], channel: str) -> Answer:
