@@ -110,6 +110,19 @@ class ConversationStore:
             ).fetchone()
         return row["id"]
 
+    def update_feedback(self, feedback_id: int, rating: int, comment: str | None = None) -> bool:
+        """Change a rating (a customer changing their vote); False if it no longer exists."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "UPDATE feedback SET rating = %s, comment = %s WHERE id = %s RETURNING id",
+                (rating, comment, feedback_id),
+            ).fetchone()
+        return row is not None
+
+    def delete_feedback(self, feedback_id: int) -> None:
+        with self.db.connection() as conn:
+            conn.execute("DELETE FROM feedback WHERE id = %s", (feedback_id,))
+
     def request_handoff(
         self, conversation_id: uuid.UUID, reason: str, message_id: uuid.UUID | None = None
     ) -> int:
