@@ -22,18 +22,25 @@ find look give go come see try start stop put set turn let say ask
 BM25_K1 = 1.2
 BM25_B = 0.5  # chunks are short and similar in length: normalise length only mildly
 
-# The full-text side ranks by BM25 (ts_rank has no IDF): a chunk matches any of the question's
-# lexemes; each lexeme weighs by its IDF from lexeme_stats, and a lexeme in the heading path
-# (weight A) counts twice. Both rankers feed reciprocal-rank fusion, with per-ranker weights.
+# Lexemes that more chunks hold than this share still add their (small) IDF to a matched chunk's
+# score, but do not make a chunk match: a word in every heading path (the manual's title) would
+# otherwise send every chunk through BM25 scoring.
+MATCH_MAX_SHARE = 0.5
+
+# The question's lexemes with their IDF (from lexeme_stats, kept exact by triggers on chunks).
+_TERMS_SQL = """
+SELECT s.lexeme, s.ndoc, cs.nchunks, ln(1 + (cs.nchunks - s.ndoc + 0.5) / (s.ndoc + 0.5)) AS idf
+FROM (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', %s))) AS lexeme) q
+JOIN lexeme_stats s ON s.lexeme = q.lexeme
+CROSS JOIN corpus_stats cs
+"""
+
+# One statement: the vector side (HNSW, filters applied during the scan), the full-text side
+# ranked by BM25 (a heading-path lexeme, weight A, counts twice), and weighted reciprocal-rank
+# fusion of the two. Only the k fused ids are joined back to chunks and documents.
 _HYBRID_SQL = """
 WITH terms AS (
-    SELECT s.lexeme, ln(1 + (cs.nchunks - s.ndoc + 0.5) / (s.ndoc + 0.5)) AS idf
-    FROM (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', %(text)s))) AS lexeme) q
-    JOIN lexeme_stats s ON s.lexeme = q.lexeme
-    CROSS JOIN corpus_stats cs
-),
-query AS (
-    SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q FROM terms
+    SELECT * FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf)
 ),
 nearest AS (
     SELECT id, embedding <=> %(vector)s AS distance
@@ -46,36 +53,42 @@ nearest AS (
 vector_hits AS (
     SELECT id, distance, row_number() OVER (ORDER BY distance) AS rank FROM nearest
 ),
+matched AS (
+    SELECT id, tsv FROM chunks
+    WHERE tsv @@ %(match)s::tsquery
+      AND (%(collection)s::text IS NULL OR collection = %(collection)s)
+      AND (%(product)s::text IS NULL OR product = %(product)s)
+),
 text_hits AS (
-    SELECT c.id, row_number() OVER (ORDER BY sum(
-               t.idf * tf.n * (%(k1)s + 1) / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * length(c.tsv) / avg.dl))
-           ) DESC, c.id) AS rank
-    FROM chunks c
-    CROSS JOIN query
-    CROSS JOIN (SELECT greatest(total_length::float8 / greatest(nchunks, 1), 1) AS dl FROM corpus_stats) avg
-    CROSS JOIN LATERAL unnest(c.tsv) u
+    SELECT m.id, row_number() OVER (ORDER BY sum(
+               t.idf * tf.n * (%(k1)s + 1) / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * length(m.tsv) / %(avgdl)s))
+           ) DESC, m.id) AS rank
+    FROM matched m
+    CROSS JOIN LATERAL unnest(m.tsv) u
     JOIN terms t ON t.lexeme = u.lexeme
     CROSS JOIN LATERAL (
         SELECT cardinality(u.positions) + cardinality(array_positions(u.weights, 'A')) AS n
     ) tf
-    WHERE c.tsv @@ query.q
-      AND (%(collection)s::text IS NULL OR c.collection = %(collection)s)
-      AND (%(product)s::text IS NULL OR c.product = %(product)s)
-    GROUP BY c.id
+    GROUP BY m.id
     ORDER BY rank
     LIMIT %(candidates)s
+),
+fused AS (
+    SELECT coalesce(v.id, t.id) AS id,
+           coalesce(%(vector_weight)s / (%(rrf_k)s + v.rank), 0)
+             + coalesce(%(text_weight)s / (%(rrf_k)s + t.rank), 0) AS score,
+           1 - v.distance AS similarity, v.rank AS vector_rank, t.rank AS text_rank
+    FROM vector_hits v
+    FULL OUTER JOIN text_hits t ON t.id = v.id
+    ORDER BY score DESC, id
+    LIMIT %(k)s
 )
 SELECT c.id AS chunk_id, c.document_id, c.text, c.heading_path, c.page, c.collection, c.product,
-       d.title, d.source,
-       coalesce(%(vector_weight)s / (%(rrf_k)s + v.rank), 0)
-         + coalesce(%(text_weight)s / (%(rrf_k)s + t.rank), 0) AS score,
-       1 - v.distance AS similarity, v.rank AS vector_rank, t.rank AS text_rank
-FROM vector_hits v
-FULL OUTER JOIN text_hits t ON t.id = v.id
-JOIN chunks c ON c.id = coalesce(v.id, t.id)
+       d.title, d.source, f.score, f.similarity, f.vector_rank, f.text_rank
+FROM fused f
+JOIN chunks c ON c.id = f.id
 JOIN documents d ON d.id = c.document_id
-ORDER BY score DESC, c.id
-LIMIT %(k)s
+ORDER BY f.score DESC, c.id
 """
 
 
@@ -101,6 +114,11 @@ class Hit:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _quote(lexeme: str) -> str:
+    """A lexeme as a tsquery operand (already normalised: no second pass through a dictionary)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 class Searcher:
@@ -139,20 +157,27 @@ class Searcher:
             return []
         if vector is None:
             vector = self.embedder.embed([query])[0]
-        params = {
-            "text": query,
-            "vector": vector,
-            "collection": collection,
-            "product": product,
-            "candidates": max(self.candidates, k),
-            "rrf_k": RRF_K,
-            "k1": BM25_K1,
-            "b": BM25_B,
-            "vector_weight": self.vector_weight,
-            "text_weight": self.text_weight,
-            "k": k,
-        }
         with self.db.connection() as conn, conn.transaction():
+            terms = conn.execute(_TERMS_SQL, (query,)).fetchall()
+            informative = [t for t in terms if t["ndoc"] <= MATCH_MAX_SHARE * t["nchunks"]] or terms
+            corpus = conn.execute("SELECT nchunks, total_length FROM corpus_stats").fetchone()
+            params = {
+                "lexemes": [t["lexeme"] for t in terms],
+                "idfs": [float(t["idf"]) for t in terms],
+                # NULL (matches nothing) when no word of the question is in the corpus
+                "match": " | ".join(_quote(t["lexeme"]) for t in informative) or None,
+                "avgdl": max(corpus["total_length"] / max(corpus["nchunks"], 1), 1.0),
+                "vector": vector,
+                "collection": collection,
+                "product": product,
+                "candidates": max(self.candidates, k),
+                "rrf_k": RRF_K,
+                "k1": BM25_K1,
+                "b": BM25_B,
+                "vector_weight": self.vector_weight,
+                "text_weight": self.text_weight,
+                "k": k,
+            }
             # Filters are applied during the index scan, which goes on until it has enough rows.
             conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, k)),))
