@@ -51,7 +51,6 @@ import math
 import re
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -370,43 +369,11 @@ def plan_of(conn, statement: str, params: dict) -> str:
     return "; ".join(n for n in nodes if "Scan" in n and "chunks" in n)
 
 
-class _Recording:
-    """A Database stand-in that records the statements a Searcher runs (and runs them)."""
+def hybrid_statement(searcher, conn, text: str, vector: np.ndarray, k: int) -> tuple[str, dict]:
+    """The SQL of Searcher.search's main statement and its parameters for one query."""
+    from ingestion.search import HYBRID_SQL
 
-    def __init__(self, db) -> None:
-        self.db = db
-        self.calls: list[tuple[str, Any]] = []
-
-    @contextmanager
-    def connection(self):
-        with self.db.connection() as conn:
-            yield _RecordingConnection(conn, self.calls)
-
-
-class _RecordingConnection:
-    def __init__(self, conn, calls: list) -> None:
-        self._conn, self._calls = conn, calls
-
-    def execute(self, query, params=None, **kwargs):
-        self._calls.append((query, params))
-        return self._conn.execute(query, params, **kwargs)
-
-    def __getattr__(self, name: str):
-        return getattr(self._conn, name)
-
-
-def hybrid_statement(searcher, text: str, vector: np.ndarray, k: int) -> tuple[str, dict]:
-    """The SQL and parameters of Searcher.search's main statement, recorded from one real call."""
-    recording = _Recording(searcher.db)
-    real, searcher.db = searcher.db, recording
-    try:
-        searcher.search(text, k=k, vector=vector)
-    finally:
-        searcher.db = real
-    sql, params = max(recording.calls, key=lambda call: len(str(call[0])))
-    if not isinstance(params, dict) or not {"text", "vector", "collection"} <= params.keys():
-        raise RuntimeError("Searcher.search no longer passes text/vector/collection as named parameters")
-    return str(sql), dict(params)
+    return HYBRID_SQL, searcher.statement_params(conn, text, vector, k, None, None)
 
 
 def text_only(sql: str) -> str | None:
@@ -434,7 +401,7 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
         warm = searcher_for(efs[0])
         for text, vector in queries[:10]:
             warm.search(text, k=k, vector=vector)
-        hybrid_sql, template = hybrid_statement(warm, texts[0], vectors[0], k)
+        hybrid_sql, template = hybrid_statement(warm, conn, texts[0], vectors[0], k)
 
         progress("  chunks holding any of each query's words (what the full-text side must score)")
         _, matches = timed(lambda q: conn.execute(ANY_WORD_COUNT_SQL, {"text": q}).fetchone()[0], texts)
@@ -458,8 +425,8 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
     text_sql = text_only(hybrid_sql) if hybrid else None
     if text_sql:
         progress("  full text alone")
-        out["plans"]["text"] = plan_of(conn, text_sql, {**template, "text": texts[0]})
-        text_lat, _ = timed(lambda q: conn.execute(text_sql, {**template, "text": q[0], "vector": q[1]}).fetchall(),
+        out["plans"]["text"] = plan_of(conn, text_sql, template)
+        text_lat, _ = timed(lambda q: conn.execute(text_sql, hybrid_statement(warm, conn, q[0], q[1], k)[1]).fetchall(),
                             queries, budget_s)
         out["text"] = summary(text_lat)
     else:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
+from psycopg import Connection
 
 from ingestion.chunk import HEADING_SEPARATOR
 from ingestion.embed import Embedder
@@ -38,7 +40,7 @@ CROSS JOIN corpus_stats cs
 # One statement: the vector side (HNSW, filters applied during the scan), the full-text side
 # ranked by BM25 (a heading-path lexeme, weight A, counts twice), and weighted reciprocal-rank
 # fusion of the two. Only the k fused ids are joined back to chunks and documents.
-_HYBRID_SQL = """
+HYBRID_SQL = """
 WITH terms AS (
     SELECT * FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf)
 ),
@@ -158,33 +160,39 @@ class Searcher:
         if vector is None:
             vector = self.embedder.embed([query])[0]
         with self.db.connection() as conn, conn.transaction():
-            terms = conn.execute(_TERMS_SQL, (query,)).fetchall()
-            informative = [t for t in terms if t["ndoc"] <= MATCH_MAX_SHARE * t["nchunks"]] or terms
-            corpus = conn.execute("SELECT nchunks, total_length FROM corpus_stats").fetchone()
-            params = {
-                "lexemes": [t["lexeme"] for t in terms],
-                "idfs": [float(t["idf"]) for t in terms],
-                # NULL (matches nothing) when no word of the question is in the corpus
-                "match": " | ".join(_quote(t["lexeme"]) for t in informative) or None,
-                "avgdl": max(corpus["total_length"] / max(corpus["nchunks"], 1), 1.0),
-                "vector": vector,
-                "collection": collection,
-                "product": product,
-                "candidates": max(self.candidates, k),
-                "rrf_k": RRF_K,
-                "k1": BM25_K1,
-                "b": BM25_B,
-                "vector_weight": self.vector_weight,
-                "text_weight": self.text_weight,
-                "k": k,
-            }
+            params = self.statement_params(conn, query, vector, k, collection, product)
             # Filters are applied during the index scan, which goes on until it has enough rows.
             conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, k)),))
-            rows = conn.execute(_HYBRID_SQL, params).fetchall()
+            rows = conn.execute(HYBRID_SQL, params).fetchall()
         return [Hit(**{**row, "score": float(row["score"]),
                        "similarity": None if row["similarity"] is None else float(row["similarity"])})
                 for row in rows]
+
+    def statement_params(
+        self, conn: Connection, query: str, vector: np.ndarray, k: int, collection: str | None, product: str | None
+    ) -> dict[str, Any]:
+        """The parameters of :data:`HYBRID_SQL` for one query (looks up its lexemes' IDF)."""
+        terms = conn.execute(_TERMS_SQL, (query,)).fetchall()
+        informative = [t for t in terms if t["ndoc"] <= MATCH_MAX_SHARE * t["nchunks"]] or terms
+        corpus = conn.execute("SELECT nchunks, total_length FROM corpus_stats").fetchone()
+        return {
+            "lexemes": [t["lexeme"] for t in terms],
+            "idfs": [float(t["idf"]) for t in terms],
+            # NULL (matches nothing) when no word of the question is in the corpus
+            "match": " | ".join(_quote(t["lexeme"]) for t in informative) or None,
+            "avgdl": max(corpus["total_length"] / max(corpus["nchunks"], 1), 1.0),
+            "vector": vector,
+            "collection": collection,
+            "product": product,
+            "candidates": max(self.candidates, k),
+            "rrf_k": RRF_K,
+            "k1": BM25_K1,
+            "b": BM25_B,
+            "vector_weight": self.vector_weight,
+            "text_weight": self.text_weight,
+            "k": k,
+        }
 
     def vocabulary_coverage(self, query: str) -> float:
         """Share of the query's content words that occur anywhere in the knowledge base (1.0 for none).
