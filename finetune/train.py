@@ -156,4 +156,5 @@ def train(
     if promote and (report.gate_passed or force):
         registry.promote(adapter.version)
         report.promoted = True
+    (run_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return report
