@@ -222,7 +222,7 @@ def agents_hash_password(name: Annotated[str, typer.Argument(help="The agent's s
 @app.command()
 def train(
     tickets: Annotated[list[Path], typer.Argument(help="Ticket exports: JSONL, CSV, or Twitter customer-care JSON.")],
-    method: Annotated[str, typer.Option(help="qlora | lora | full | ia3")] = "qlora",
+    method: Annotated[str | None, typer.Option(help="qlora | lora | full | ia3 (default: the config's, qlora)")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML training config (see finetune/configs/).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set epochs=2")] = None,
     promote: Annotated[bool, typer.Option(help="Promote the adapter if it passes the evaluation gate.")] = False,

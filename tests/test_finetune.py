@@ -53,7 +53,9 @@ QLORA_LOSSES = [3.55077, 4.24483, 4.62834, 4.55306]
 
 
 def run_config(method: str, **overrides: Any) -> TrainConfig:
-    settings = {"method": method, "batch_size": 2, "max_seq_len": MAX_SEQ_LEN, "max_steps": STEPS.get(method)}
+    # Learning rate and targets pinned: the stored QLoRA curve was taken with them.
+    settings = {"method": method, "batch_size": 2, "max_seq_len": MAX_SEQ_LEN, "max_steps": STEPS.get(method),
+                "learning_rate": 2e-4, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     if method == "ia3":
         # (IA)^3's usual rate. At the default 2e-4, two steps move its scales (init 1.0) by ~4e-4, less than
         # half a bf16 step near 1, so the bf16 model computes exactly what the base does.
