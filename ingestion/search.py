@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from psycopg import Connection
+from psycopg.rows import dict_row
 
 from ingestion.chunk import HEADING_SEPARATOR
 from ingestion.embed import Embedder
@@ -173,9 +174,10 @@ class Searcher:
         self, conn: Connection, query: str, vector: np.ndarray, k: int, collection: str | None, product: str | None
     ) -> dict[str, Any]:
         """The parameters of :data:`HYBRID_SQL` for one query (looks up its lexemes' IDF)."""
-        terms = conn.execute(_TERMS_SQL, (query,)).fetchall()
+        cur = conn.cursor(row_factory=dict_row)
+        terms = cur.execute(_TERMS_SQL, (query,)).fetchall()
         informative = [t for t in terms if t["ndoc"] <= MATCH_MAX_SHARE * t["nchunks"]] or terms
-        corpus = conn.execute("SELECT nchunks, total_length FROM corpus_stats").fetchone()
+        corpus = cur.execute("SELECT nchunks, total_length FROM corpus_stats").fetchone()
         return {
             "lexemes": [t["lexeme"] for t in terms],
             "idfs": [float(t["idf"]) for t in terms],
