@@ -90,10 +90,10 @@ def main() -> None:
         from langchain_core.messages import HumanMessage
 
         from bot.api import create_app
+        from bot.background_server import live_server
         from bot.chain import Answer
         from bot.service import SupportService
         from ingestion.pipeline import Ingestor
-        from tests.live_server import live_server
 
         service = SupportService(settings, db=db)
         kb = args.manual or REPO / "bot" / "sample_kb"

@@ -10,9 +10,9 @@ import openai
 import pytest
 
 from bot.api import create_app
+from bot.background_server import live_server
 from bot.service import SupportService
 from supportbot.settings import Settings
-from tests.live_server import live_server
 
 SAMPLE_KB = Path(__file__).resolve().parents[1] / "bot" / "sample_kb"
 TOKEN = "agent-secret"

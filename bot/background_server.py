@@ -1,4 +1,5 @@
-"""Serve an ASGI app on 127.0.0.1 in a background thread, for tests that need a real HTTP server."""
+"""Serve an ASGI app on 127.0.0.1 in a background thread: for tests and benchmarks that need a real
+HTTP server in the same process."""
 
 from __future__ import annotations
 
