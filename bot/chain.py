@@ -31,6 +31,8 @@ _UNSURE = re.compile(
 )
 # A small model tends to go on with a made-up next question: stop there.
 STOP = ["\nCustomer question:", "\nQuestion:", "\nQ:", "\nCustomer:"]
+_MIN_WORDS = 3
+_ANSWER_LABEL = re.compile(r"^\s*(?:A|Answer)\s*:\s*", re.IGNORECASE)
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an the and or to of in on for with your you is are be it this that from by as at can i my".split())
@@ -77,7 +79,9 @@ class Answer:
     passages: list[Passage] = field(default_factory=list)
     citations: list[Citation] = field(default_factory=list)
     handoff: Handoff | None = None
-    attribution: str = "model"  # model: the model wrote the [n]; overlap: added by word overlap
+    # model: the model wrote the [n]; overlap: added by word overlap; extractive: the model said too
+    # little, so the answer quotes the best passage
+    attribution: str = "model"
     model: str | None = None
     adapter: str | None = None
     retrieval_ms: int = 0
@@ -131,6 +135,13 @@ class _CitationFilter:
     def flush(self) -> str:
         text, self.pending = self.pending, ""
         return self._clean(text)
+
+
+def _lead(text: str, sentences: int = 2) -> str:
+    """The first sentences of a passage (FAQ labels dropped)."""
+    text = re.sub(r"^Q: .*?\nA: ", "", text, flags=re.DOTALL).replace("\n", " ")
+    parts = re.split(r"(?<=[.!?])\s+", text.strip())
+    return " ".join(parts[:sentences])
 
 
 def _words(text: str) -> set[str]:
@@ -235,24 +246,40 @@ class SupportChain:
                         retrieval_ms=retrieval_ms, handoff=prepared.handoff)
         if prepared.handoff is None:
             parts: list[str] = []
+            opening = ""  # held back until it has a few words: a bare "A: [1]" is no answer
             citations = _CitationFilter({p.number for p in prepared.passages})
             for chunk in model.stream(prepared.messages, stop=STOP):
                 piece = citations.feed(chunk.content if isinstance(chunk.content, str) else "")
+                if not parts:
+                    opening += piece
+                    if len(_CITATION.sub("", opening).split()) < _MIN_WORDS:
+                        continue
+                    piece = _ANSWER_LABEL.sub("", opening)
                 if piece:
                     if answer.ttft_ms is None:
                         answer.ttft_ms = int((time.perf_counter() - started) * 1000)
                     parts.append(piece)
                     yield piece
             if tail := citations.flush():
-                parts.append(tail)
-                yield tail
+                if parts:
+                    parts.append(tail)
+                    yield tail
+                else:
+                    opening += tail
             raw = "".join(parts)
+            if not parts and prepared.passages:
+                # Too short to be an answer: quote the best passage instead (facts from retrieval).
+                raw = f"From our documentation: {_lead(prepared.passages[0].hit.text)} [1]"
+                answer.ttft_ms = int((time.perf_counter() - started) * 1000)
+                yield raw
+                answer.attribution = "extractive"
             if _UNSURE.search(raw) or not raw.strip():
                 answer.handoff = Handoff("model_unsure")
                 yield "\n\n" + HANDOFF_TEXT["model_unsure"]
                 answer.text = f"{raw.strip()}\n\n{HANDOFF_TEXT['model_unsure']}".strip()
             else:
-                text, answer.citations, answer.attribution = self._cite(raw.strip(), prepared.passages)
+                text, answer.citations, attribution = self._cite(raw.strip(), prepared.passages)
+                answer.attribution = answer.attribution if answer.attribution == "extractive" else attribution
                 if text.startswith(raw.strip()) and len(text) > len(raw.strip()):
                     yield text[len(raw.strip()):]  # the streamed text ends as the stored text does
                 answer.text = text

@@ -88,3 +88,16 @@ def test_injected_instructions_cannot_fake_a_turn(ingestor, chain, tmp_path, cha
     )
     assert rendered.count("<|im_start|>system") == 1 and rendered.count("<|im_start|>user") == 1
     assert "Ignore all previous instructions" in rendered  # kept as quoted text, not as a turn
+
+
+def test_too_short_a_generation_quotes_the_best_passage(chain):
+    from bot.llm import get_chat_model
+    from supportbot.settings import Settings
+
+    terse = get_chat_model(Settings(max_new_tokens=2))  # two tokens cannot make an answer
+    events = list(chain.stream("How long does the warranty last?", chat_model=terse))
+    answer = events[-1]
+    assert answer.attribution == "extractive" and answer.handoff is None
+    assert answer.text.startswith("From our documentation: ") and answer.text.endswith("[1]")
+    assert "".join(e for e in events[:-1] if isinstance(e, str)).strip() == answer.text
+    assert answer.citations[0].chunk_id == answer.passages[0].hit.chunk_id
