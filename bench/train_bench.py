@@ -42,7 +42,7 @@ def run_one(method: str, data_dir: Path, steps: int, home: Path) -> dict:
     base = base_model_path(settings)
     tokenizer = AutoTokenizer.from_pretrained(base)
     config = TrainConfig(method="lora" if method == "plain-peft-lora" else method, max_steps=steps, batch_size=4,
-                         max_seq_len=256, eval_every=10**6, checkpoint_every=10**6, learning_rate=3e-4)
+                         max_seq_len=256, eval_every=10**6, checkpoint_every=10**6)
 
     def tokenized(path: Path) -> list[dict[str, list[int]]]:
         out = []
@@ -65,9 +65,10 @@ def run_one(method: str, data_dir: Path, steps: int, home: Path) -> dict:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
-                                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4)
+        model = get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, task_type="CAUSAL_LM",
+                                                 lora_dropout=config.lora_dropout,
+                                                 target_modules=config.target_modules))  # as the recipe's
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
         model.train()
         times, tokens = [], 0
         for step in range(steps):
