@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from bot import metrics
-from bot.chain import Answer
+from bot.chain import Answer, final_answer
 from bot.conversations import Turn, UnknownMessage
 from bot.service import SupportService, get_service
 
@@ -290,11 +290,7 @@ def _require_bearer(authorization: str | None, token: str, variable: str, what: 
 
 
 def _last(events: Iterator[str | Answer], channel: str) -> Answer:
-    answer = None
-    for event in events:
-        if isinstance(event, Answer):
-            answer = event
-    assert answer is not None
+    answer = final_answer(events)
     metrics.observe_answer(answer, channel)
     return answer
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -292,9 +292,15 @@ class SupportChain:
 
     def answer(self, question: str, history: Sequence[Turn] = (), collection: str | None = None,
                product: str | None = None) -> Answer:
-        final = None
-        for event in self.stream(question, history, collection, product):
-            if isinstance(event, Answer):
-                final = event
-        assert final is not None
-        return final
+        return final_answer(self.stream(question, history, collection, product))
+
+
+def final_answer(events: Iterable[str | Answer]) -> Answer:
+    """Run a stream of answer events to its end; the final :class:`Answer`."""
+    final = None
+    for event in events:
+        if isinstance(event, Answer):
+            final = event
+    if final is None:
+        raise RuntimeError("the answer stream ended without an answer")
+    return final

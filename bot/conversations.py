@@ -141,11 +141,3 @@ class ConversationStore:
             (conversation_id, message_id, reason,
              Jsonb([{**t, "created_at": t["created_at"].isoformat()} for t in transcript])),
         ).fetchone()["id"]
-
-    def transcript(self, conversation_id: uuid.UUID) -> list[dict[str, Any]]:
-        with self.db.connection() as conn:
-            return conn.execute(
-                """SELECT id, role, content, handoff_reason, created_at FROM messages
-                   WHERE conversation_id = %s ORDER BY created_at, id""",
-                (conversation_id,),
-            ).fetchall()

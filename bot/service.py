@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bot.adapters import LiveAdapters
-from bot.chain import Answer, SupportChain
+from bot.chain import Answer, SupportChain, final_answer
 from bot.conversations import ConversationStore, Turn
 from finetune.registry import AdapterRegistry
 from ingestion.pipeline import FileOutcome, Ingestor
@@ -73,12 +73,7 @@ class SupportService:
             yield event
 
     def ask(self, question: str, conversation_id: uuid.UUID | None = None, **kwargs: object) -> Answer:
-        answer = None
-        for event in self.stream(question, conversation_id, **kwargs):  # type: ignore[arg-type]
-            if isinstance(event, Answer):
-                answer = event
-        assert answer is not None
-        return answer
+        return final_answer(self.stream(question, conversation_id, **kwargs))  # type: ignore[arg-type]
 
     def ingest(self, path: Path, source: str, collection: str = "default", product: str | None = None) -> FileOutcome:
         with self._ingest_lock:

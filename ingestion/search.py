@@ -163,8 +163,11 @@ class Searcher:
         with self.db.connection() as conn, conn.transaction():
             params = self.statement_params(conn, query, vector, k, collection, product)
             # Filters are applied during the index scan, which goes on until it has enough rows.
-            conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(max(self.ef_search, k)),))
+            conn.execute(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                " set_config('hnsw.ef_search', %s, true)",
+                (str(max(self.ef_search, k)),),
+            )
             rows = conn.execute(HYBRID_SQL, params).fetchall()
         return [Hit(**{**row, "score": float(row["score"]),
                        "similarity": None if row["similarity"] is None else float(row["similarity"])})
