@@ -29,7 +29,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(docs_app, name="documents")
 agents_app = typer.Typer(help="Support agents who sign in to the chat.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
-adapters_app = typer.Typer(help="Tone adapters: list, promote, roll back, export.", no_args_is_help=True)
+adapters_app = typer.Typer(help="Tone adapters: list, promote, roll back, sync, export.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
 
 # soft_wrap: a long path or error stays on one line (greppable, copy-pasteable).
@@ -237,11 +237,21 @@ def train(
         cfg = load_config(config, set_ or [], method=method)
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    from bot.inference_adapters import HandoffError, promote_after_training
+
+    settings = get_settings()
+    handoff_error = None
     with _database() as db:
         try:
-            report = run(tickets, cfg, get_settings(), db, promote=promote, force=force, margin=margin)
+            # Promoted below rather than inside: an inference server must load the adapter first.
+            report = run(tickets, cfg, settings, db, promote=False, force=force, margin=margin)
         except (ValueError, OSError) as exc:
             raise _fail(str(exc)) from None
+        if promote:
+            try:
+                promote_after_training(_registry(db), settings, report, force)
+            except HandoffError as exc:
+                handoff_error = f"{report.version} is registered but not live: {exc}"
     t = report.training
     console.print(f"trained {report.method} for {t['steps']} steps in {t['seconds']:.0f} s "
                   f"(peak {t['peak_memory_mb']:.0f} MB, adapter {report.adapter_mb:.1f} MB)")
@@ -250,6 +260,8 @@ def train(
         console.print(f"  {name:>9}: perplexity {scores['perplexity']:.1f}{extra}")
     console.print(f"registered {report.version}; gate {'passed' if report.gate_passed else 'failed'}: "
                   f"{report.gate_reason}{'; promoted' if report.promoted else ''}", highlight=False)
+    if handoff_error:
+        raise _fail(handoff_error)
 
 
 def _registry(db: Database) -> AdapterRegistry:
@@ -280,7 +292,9 @@ def adapters_promote(
     scope: Annotated[str, typer.Option(help="'*' (all chats), 'collection:NAME' or 'product:NAME'.")] = "*",
     force: Annotated[bool, typer.Option(help="Promote even if it failed the evaluation gate.")] = False,
 ) -> None:
-    """Make an adapter live (the running bot picks it up within seconds)."""
+    """Make an adapter live (the running bot picks it up within seconds; with SUPPORTBOT_LLM_BACKEND=openai the
+    inference server loads it first)."""
+    from bot.inference_adapters import AdapterDeployer, HandoffError
     from finetune.registry import RegistryError
 
     with _database() as db:
@@ -290,10 +304,10 @@ def adapters_promote(
             if not adapter.metrics.get("gate_passed") and not force:
                 raise RegistryError(f"{version} failed the evaluation gate ({adapter.metrics.get('gate')}); "
                                     "use --force to promote it anyway")
-            registry.promote(version, scope)
-        except RegistryError as exc:
+            handoff = AdapterDeployer(registry, get_settings()).promote(version, scope)
+        except (HandoffError, RegistryError) as exc:
             raise _fail(str(exc)) from None
-    console.print(f"{version} is live for {scope}")
+    console.print(f"{version} is live for {scope}{_server_note(handoff)}", highlight=False)
 
 
 @adapters_app.command("rollback")
@@ -301,14 +315,50 @@ def adapters_rollback(
     scope: Annotated[str, typer.Option(help="'*', 'collection:NAME' or 'product:NAME'.")] = "*",
 ) -> None:
     """Undo the latest promotion: the previous adapter (or the base model) is live again."""
+    from bot.inference_adapters import AdapterDeployer, HandoffError
     from finetune.registry import RegistryError
 
     with _database() as db:
         try:
-            previous = _registry(db).rollback(scope)
-        except RegistryError as exc:
+            handoff = AdapterDeployer(_registry(db), get_settings()).rollback(scope)
+        except (HandoffError, RegistryError) as exc:
             raise _fail(str(exc)) from None
-    console.print(f"live for {scope}: {previous.version if previous else 'the base model (no adapter)'}")
+    previous = handoff.live
+    console.print(f"live for {scope}: {previous.version if previous else 'the base model (no adapter)'}"
+                  f"{_server_note(handoff)}", highlight=False)
+
+
+@adapters_app.command("sync")
+def adapters_sync() -> None:
+    """Load every live adapter into the inference server (after it restarted) and unload the others we registered."""
+    from bot.inference_adapters import AdapterDeployer, HandoffError
+
+    with _database() as db:
+        try:
+            handoff = AdapterDeployer(_registry(db), get_settings()).sync()
+        except HandoffError as exc:
+            raise _fail(str(exc)) from None
+    console.print(f"inference server in sync{_server_note(handoff) or ': nothing to change'}", highlight=False)
+
+
+def _server_note(handoff) -> str:
+    """'; the inference server loaded v2, unloaded v1' (and any warning), or '' when it did nothing."""
+    done = [f"{verb} {', '.join(names)}" for verb, names in (("loaded", handoff.loaded),
+                                                             ("unloaded", handoff.unloaded)) if names]
+    note = f"; the inference server {' and '.join(done)}" if done else ""
+    return note + "".join(f"; warning: {w}" for w in handoff.warnings)
+
+
+@app.command("base-model")
+def base_model() -> None:
+    """Prepare the base model once (the packaged one is converted into HOME/models) and print its folder,
+    e.g. for vLLM's --model; adapters are trained on exactly these weights."""
+    from finetune.base_model import BaseModelError, base_model_path
+
+    try:
+        print(base_model_path(get_settings()))
+    except BaseModelError as exc:
+        raise _fail(str(exc)) from None
 
 
 @adapters_app.command("export")

@@ -26,6 +26,8 @@ def _update(db: Database, job_id: uuid.UUID, **fields: Any) -> None:
 
 def start(db: Database, settings: Settings, tickets: list[Path], method: str, overrides: list[str],
           promote: bool) -> uuid.UUID:
+    from bot.inference_adapters import HandoffError, promote_after_training
+    from finetune.registry import AdapterRegistry
     from finetune.train import train
     from finetune.train_config import load_config
 
@@ -39,7 +41,15 @@ def start(db: Database, settings: Settings, tickets: list[Path], method: str, ov
         with _one_at_a_time:
             _update(db, job_id, status="running")
             try:
-                report = train(tickets, config, settings, db, promote=promote)
+                # Promoted here rather than inside train(): an inference server must load the adapter first.
+                report = train(tickets, config, settings, db, promote=False)
+                if promote:
+                    try:
+                        promote_after_training(AdapterRegistry(db, settings.home), settings, report, force=False)
+                    except HandoffError as exc:
+                        _update(db, job_id, status="failed", report=report.to_dict(),
+                                error=f"{report.version} is registered but not live: {exc}")
+                        return
                 _update(db, job_id, status="succeeded", report=report.to_dict())
             except Exception as exc:  # the job's status must say what went wrong
                 log.exception("training job %s failed", job_id)

@@ -146,17 +146,7 @@ class AdapterRegistry:
         """
         with self.db.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('supportbot-adapters'))")
-            rows = conn.execute(
-                "SELECT adapter_id, action FROM adapter_deployments WHERE scope = %s ORDER BY id", (scope,)
-            ).fetchall()
-            stack: list[int | None] = []
-            for row in rows:
-                if row["action"] == "promote":
-                    stack.append(row["adapter_id"])
-                elif stack:
-                    stack.pop()
-            if not stack:
-                raise RegistryError(f"nothing to roll back in scope {scope!r}: no promotion is live there")
+            stack = self._stack(conn, scope)
             stack.pop()
             previous = stack[-1] if stack else None
             conn.execute(
@@ -164,6 +154,32 @@ class AdapterRegistry:
                 (scope, previous),
             )
         return self.get_by_id(previous) if previous is not None else None
+
+    def rollback_target(self, scope: str = DEFAULT_SCOPE) -> Adapter | None:
+        """What :meth:`rollback` would make live in *scope* now (None: the base model); changes nothing.
+
+        An inference server can load it before the registry switches to it.
+        """
+        with self.db.connection() as conn:
+            stack = self._stack(conn, scope)
+        previous = stack[-2] if len(stack) > 1 else None
+        return self.get_by_id(previous) if previous is not None else None
+
+    @staticmethod
+    def _stack(conn: Any, scope: str) -> list[int | None]:
+        """The adapter ids promoted in *scope* and not rolled back, oldest first; refuses an empty one."""
+        rows = conn.execute(
+            "SELECT adapter_id, action FROM adapter_deployments WHERE scope = %s ORDER BY id", (scope,)
+        ).fetchall()
+        stack: list[int | None] = []
+        for row in rows:
+            if row["action"] == "promote":
+                stack.append(row["adapter_id"])
+            elif stack:
+                stack.pop()
+        if not stack:
+            raise RegistryError(f"nothing to roll back in scope {scope!r}: no promotion is live there")
+        return stack
 
     def get_by_id(self, adapter_id: int) -> Adapter:
         with self.db.connection() as conn:

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     llm_url: str = Field(default="", description="OpenAI-compatible URL, e.g. http://host:8000/v1 (backend openai).")
     llm_api_key: str = ""
     llm_model: str = Field(default="", description="Model name on the server; empty = the first one it lists.")
+    llm_adapter_root: str = Field(
+        default="",
+        description="HOME/adapters as the inference server sees it (vLLM loads adapters from its own disk); "
+        "empty = the same path as here (a shared volume).",
+    )
     max_new_tokens: int = Field(default=160, ge=1)
 
     # Chat UI and agents

@@ -5,6 +5,10 @@
 
 Replies echo the last user message ("You said: …"), one word per token; ``max_tokens`` and ``stop`` are honoured.
 Every request body is kept in ``server.requests`` for assertions.
+
+``runtime_lora=True`` acts like vLLM with ``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``:
+``POST /v1/load_lora_adapter`` / ``unload_lora_adapter`` (kept in ``server.lora_adapters``, name → path), loaded
+adapters listed by ``/v1/models`` and answering as models ("[NAME] You said: …"), 404 for any other model name.
 """
 
 from __future__ import annotations
@@ -15,17 +19,20 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 
 class FakeOpenAIServer:
-    def __init__(self, model: str = "fake-model", api_key: str | None = None) -> None:
+    def __init__(self, model: str = "fake-model", api_key: str | None = None, runtime_lora: bool = False) -> None:
         self.model = model
         self.api_key = api_key
+        self.runtime_lora = runtime_lora
+        self.lora_adapters: dict[str, str] = {}
         self.requests: list[dict[str, Any]] = []
         self.app = self._build_app()
         self._server: uvicorn.Server | None = None
@@ -45,6 +52,8 @@ class FakeOpenAIServer:
     def _completion(self, body: dict[str, Any]) -> tuple[list[str], str]:
         """The reply as pieces (a word and the space after it) and the finish reason."""
         words = self.reply_words(body)
+        if body.get("model") in self.lora_adapters:
+            words = [f"[{body['model']}]", *words]
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or len(words)
         finish = "length" if limit < len(words) else "stop"
         text = " ".join(words[:limit])
@@ -70,12 +79,49 @@ class FakeOpenAIServer:
 
         @app.get("/v1/models")
         async def models() -> dict[str, Any]:
-            return {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "test"}]}
+            base = {"id": self.model, "object": "model", "created": 0, "owned_by": "test"}
+            loras = [{"id": name, "object": "model", "created": 0, "owned_by": "test", "root": path,
+                      "parent": self.model} for name, path in self.lora_adapters.items()]
+            return {"object": "list", "data": [base, *loras]}
+
+        def error(message: str, kind: str, status: int) -> JSONResponse:
+            return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}},
+                                status_code=status)
+
+        if self.runtime_lora:  # like vLLM: without it these routes do not exist (a plain 404)
+
+            @app.post("/v1/load_lora_adapter")
+            async def load_lora_adapter(request: Request) -> Any:
+                body = await request.json()
+                name, path = body.get("lora_name"), body.get("lora_path")
+                if not name or not path:
+                    return error("Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput", 400)
+                if name in self.lora_adapters:
+                    return error(f"The lora adapter '{name}' has already been loaded.", "InvalidUserInput", 400)
+                config = Path(path) / "adapter_config.json"
+                if not config.is_file():
+                    return error(f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError", 404)
+                if json.loads(config.read_text()).get("peft_type") != "LORA":
+                    return error(f"Loading lora {name} failed: not a LoRA adapter", "BadRequestError", 400)
+                self.lora_adapters[name] = path
+                return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+            @app.post("/v1/unload_lora_adapter")
+            async def unload_lora_adapter(request: Request) -> Any:
+                name = (await request.json()).get("lora_name")
+                if name not in self.lora_adapters:
+                    return error(f"The lora adapter '{name}' cannot be found.", "NotFoundError", 404)
+                del self.lora_adapters[name]
+                return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
 
         @app.post("/v1/chat/completions")
         async def chat_completions(request: Request) -> Any:
             body = await request.json()
             self.requests.append(body)
+            served = body.get("model") == self.model or body.get("model") in self.lora_adapters
+            if self.runtime_lora and not served:
+                return error(f"The model `{body.get('model')}` does not exist.", "NotFoundError", 404)
+            model = body["model"] if body.get("model") in self.lora_adapters else self.model
             pieces, finish = self._completion(body)
             created = int(time.time())
             if not body.get("stream"):
@@ -84,7 +130,7 @@ class FakeOpenAIServer:
                     "id": "chatcmpl-fake",
                     "object": "chat.completion",
                     "created": created,
-                    "model": self.model,
+                    "model": model,
                     "choices": [
                         {
                             "index": 0,
@@ -104,7 +150,7 @@ class FakeOpenAIServer:
                     "id": "chatcmpl-fake",
                     "object": "chat.completion.chunk",
                     "created": created,
-                    "model": self.model,
+                    "model": model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
                 }
                 return f"data: {json.dumps(chunk)}\n\n"
