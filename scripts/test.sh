@@ -16,6 +16,19 @@ if [ ! -x /usr/bin/chromium ]; then
         echo "note: /usr/bin/chromium is missing (sudo apt-get install -y chromium); the browser test will be skipped"
     fi
 fi
+# The compose test validates docker-compose.yml with Debian's docker-compose (no Docker engine needed: its
+# recommended docker.io stays out).
+# Installed the same way: skipped without it, except in CI, where it fails.
+if ! command -v docker-compose >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "==> docker-compose (Debian package, for the compose file test)"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends docker-compose >/dev/null) \
+            || echo "could not install docker-compose; the compose test will say so"
+    else
+        echo "note: docker-compose is missing (sudo apt-get install -y docker-compose); the compose test will be skipped"
+    fi
+fi
 echo "==> ruff"
 "$venv/bin/ruff" check .
 echo "==> pytest"
