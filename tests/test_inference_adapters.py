@@ -233,3 +233,20 @@ def test_the_local_backend_needs_no_server(registry: AdapterRegistry, settings: 
     assert deployer.rollback().live is None
     with pytest.raises(HandoffError, match="nothing to sync: SUPPORTBOT_LLM_BACKEND is local"):
         deployer.sync()
+
+
+def test_base_model_prints_the_folder_an_inference_server_serves(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tmp_path / "my-model"
+    model.mkdir()
+    monkeypatch.setenv("SUPPORTBOT_BASE_MODEL", str(model))
+    get_settings.cache_clear()
+    try:
+        result = cli("base-model")
+        assert result.exit_code == 0 and result.output.strip() == str(model)
+        monkeypatch.setenv("SUPPORTBOT_BASE_MODEL", "no-such/model")
+        get_settings.cache_clear()
+        result = cli("base-model")
+        assert result.exit_code == 1 and "base model 'no-such/model' is neither a folder nor" in result.output
+    finally:
+        get_settings.cache_clear()
