@@ -26,7 +26,7 @@ ASKS_FOR_PERSON = re.compile(
     re.IGNORECASE,
 )
 _REFERS_BACK = re.compile(r"\b(it|its|that|this|these|those|they|them|there|one|same|also|too|else|instead)\b", re.I)
-_UNSURE = re.compile(
+UNSURE = re.compile(
     r"\b(i (do not|don't) know|i'm not sure|i am not sure|cannot find|can't find|no information)\b", re.I
 )
 # A small model tends to go on with a made-up next question: stop there.
@@ -273,7 +273,7 @@ class SupportChain:
                 answer.ttft_ms = int((time.perf_counter() - started) * 1000)
                 yield raw
                 answer.attribution = "extractive"
-            if _UNSURE.search(raw) or not raw.strip():
+            if UNSURE.search(raw) or not raw.strip():
                 answer.handoff = Handoff("model_unsure")
                 yield "\n\n" + HANDOFF_TEXT["model_unsure"]
                 answer.text = f"{raw.strip()}\n\n{HANDOFF_TEXT['model_unsure']}".strip()

@@ -16,6 +16,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bot.eval_cli import compare, eval_app
 from supportbot.settings import get_settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ agents_app = typer.Typer(help="Support agents who sign in to the chat.", no_args
 app.add_typer(agents_app, name="agents")
 adapters_app = typer.Typer(help="Tone adapters: list, promote, roll back, sync, export.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
+app.add_typer(eval_app, name="eval")
+app.command("compare")(compare)
 
 # soft_wrap: a long path or error stays on one line (greppable, copy-pasteable).
 console = Console(soft_wrap=True)

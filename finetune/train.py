@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,7 +59,19 @@ def _folder_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def _load_for_serving(settings: Settings, adapter: Path | None) -> torch.nn.Module:
+def _registered_report(run_dir: Path, registry: AdapterRegistry) -> TrainReport | None:
+    """The finished run's report, if its adapter is still in the registry."""
+    try:
+        report = TrainReport(**json.loads((run_dir / "report.json").read_text(encoding="utf-8")))
+        if report.version:
+            registry.get(report.version)
+            return report
+    except (OSError, ValueError, TypeError):
+        pass  # no finished run (or the adapter was removed): train
+    return None
+
+
+def load_for_serving(settings: Settings, adapter: Path | None) -> torch.nn.Module:
     """The model as the bot serves it: the base model (bf16) with the adapter on top, or full weights."""
     from finetune.base_model import load_base_model
 
@@ -84,7 +97,10 @@ def train(
     force: bool = False,
     margin: float = 0.02,
     generate: int = 8,
+    reuse: bool = False,
 ) -> TrainReport:
+    """*reuse*: when this data and configuration were already trained and registered, return that
+    run's report instead of training again (``supportbot compare`` does)."""
     from transformers import AutoTokenizer
 
     from finetune.base_model import base_model_path
@@ -96,6 +112,9 @@ def train(
     data_hash = dataset_report.content_sha256
     key = hashlib.sha256(json.dumps([data_hash, config.model_dump()], sort_keys=True).encode()).hexdigest()[:12]
     run_dir = settings.home / "training" / f"{config.method}-{key}"
+    if reuse and (stored := _registered_report(run_dir, AdapterRegistry(db, settings.home))):
+        shutil.rmtree(staging, ignore_errors=True)
+        return stored
     data_dir = run_dir / "data"
     if not data_dir.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +160,7 @@ def train(
         if name == "live" and live is None:
             continue
         started = time.perf_counter()
-        scored[name] = score(_load_for_serving(settings, path), tokenizer, held_out, generate, embed)
+        scored[name] = score(load_for_serving(settings, path), tokenizer, held_out, generate, embed)
         log.warning("%s: perplexity %.1f (%.0f s)", name, scored[name].perplexity, time.perf_counter() - started)
     report.scores = {k: v.to_dict() for k, v in scored.items()}
     report.gate_passed, report.gate_reason = gate(scored["candidate"], scored.get("live", scored["base"]), margin)
