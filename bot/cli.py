@@ -233,6 +233,8 @@ def train(
     margin: Annotated[float, typer.Option(help="Perplexity gain over the live model needed to pass.")] = 0.02,
 ) -> None:
     """Train a tone adapter on ticket history (PII redacted first), evaluate it, and register it."""
+    from bot.inference_adapters import HandoffError, promote_after_training
+    from finetune.registry import RegistryError
     from finetune.train import train as run
     from finetune.train_config import load_config
 
@@ -240,8 +242,6 @@ def train(
         cfg = load_config(config, set_ or [], method=method)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    from bot.inference_adapters import HandoffError, promote_after_training
-
     settings = get_settings()
     handoff_error = None
     with _database() as db:
@@ -253,8 +253,8 @@ def train(
         if promote:
             try:
                 promote_after_training(_registry(db), settings, report, force)
-            except HandoffError as exc:
-                handoff_error = f"{report.version} is registered but not live: {exc}"
+            except (HandoffError, RegistryError) as exc:
+                handoff_error = f"{report.version} is registered: {exc}"
     t = report.training
     console.print(f"trained {report.method} for {t['steps']} steps in {t['seconds']:.0f} s "
                   f"(peak {t['peak_memory_mb']:.0f} MB, adapter {report.adapter_mb:.1f} MB)")

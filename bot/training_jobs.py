@@ -48,7 +48,7 @@ def start(db: Database, settings: Settings, tickets: list[Path], method: str, ov
                         promote_after_training(AdapterRegistry(db, settings.home), settings, report, force=False)
                     except HandoffError as exc:
                         _update(db, job_id, status="failed", report=report.to_dict(),
-                                error=f"{report.version} is registered but not live: {exc}")
+                                error=f"{report.version} is registered: {exc}")
                         return
                 _update(db, job_id, status="succeeded", report=report.to_dict())
             except Exception as exc:  # the job's status must say what went wrong
