@@ -68,9 +68,24 @@ class Database:
             max_size=max_size,
             kwargs={"row_factory": dict_row},
             configure=_configure,
+            check=self._check,
             open=False,
             name="supportbot",
         )
+
+    def _check(self, conn: psycopg.Connection) -> None:
+        """Test a connection as it is handed out: pooled connections die with their server.
+
+        Without it, each dead connection fails one request after a database restart or failover.
+        The first dead one means the others are dead too: replace them all at once, rather than
+        one by one behind the pool's growing back-off (1 s, 2 s, 4 s, … per dead connection).
+        """
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            log.warning("a pooled database connection was broken (did the server restart?): reconnecting")
+            self.pool.check()
+            raise  # the pool hands out another connection instead
 
     def open(self, timeout: float = 10.0) -> Database:
         try:
