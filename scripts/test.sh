@@ -33,3 +33,5 @@ echo "==> ruff"
 "$venv/bin/ruff" check .
 echo "==> pytest"
 "$venv/bin/python" -m pytest "$@"
+echo "==> regression baseline (sample knowledge base)"
+bash scripts/eval_baseline.sh
