@@ -3,12 +3,21 @@ ingestion and a training run killed with SIGKILL, and a corrupt adapter at promo
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from bot.api import create_app
 from bot.background_server import live_server
@@ -18,6 +27,22 @@ from ingestion.pipeline import Ingestor
 from supportbot.database import open_database
 from supportbot.settings import Settings
 from tests.restartable_postgres import RestartablePostgres
+
+SUPPORTBOT = Path(sys.executable).with_name("supportbot")  # the installed console script
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], process: subprocess.Popen | None = None,
+             timeout: float = 180.0) -> T:
+    """Poll *probe* until it returns something; fail early if *process* ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (found := probe()) is not None:
+            return found
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the process ended (exit {process.returncode}) before {what}")
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
 
 # --- a. the database restarts mid-conversation -----------------------------------------------------
 
@@ -92,3 +117,80 @@ def test_a_conversation_goes_on_across_a_database_restart(own_postgres: Restarta
                             (conversation,)).fetchall()
     assert [r["role"] for r in rows] == ["user", "assistant"] * 3
     assert [r["content"] for r in rows[::2]] == questions
+
+
+# --- b. an ingestion killed with SIGKILL while it stores a document ---------------------------------
+
+MARKER = "Zorblaxian"  # a word in one FAQ pair of the new version only
+
+
+def write_faq(path: Path, pairs: list[tuple[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["question", "answer"])
+        writer.writerows(pairs)
+
+
+def faq_pairs(n: int, version: str, marker_at: int | None = None) -> list[tuple[str, str]]:
+    parts = ["kettle", "lid", "filter", "base", "cable", "switch", "spout", "handle", "gauge", "light"]
+    pairs = [(f"How do I look after the {parts[i % 10]} of kettle model {i}?",
+              f"Rinse the {parts[(i * 3) % 10]} of model {i} with warm water ({version}).") for i in range(n)]
+    if marker_at is not None:
+        question, answer = pairs[marker_at]
+        pairs[marker_at] = (question, f"{answer} {MARKER} descaler works best.")
+    return pairs
+
+
+def stored_chunks(conn: psycopg.Connection, collection: str, source: str) -> list[tuple[int, str]]:
+    return [(r["position"], r["text"]) for r in conn.execute(
+        """SELECT c.position, c.text FROM chunks c JOIN documents d ON d.id = c.document_id
+           WHERE d.collection = %s AND d.source = %s ORDER BY c.position""", (collection, source))]
+
+
+def test_an_ingestion_killed_while_storing_leaves_the_previous_version_whole(
+    database_url: str, db: Any, ingestor: Ingestor, tmp_path: Path
+) -> None:
+    faq = tmp_path / "kettle-faq.csv"
+    write_faq(faq, faq_pairs(12, "v1"))
+    assert ingestor.ingest_file(faq).outcome == "added"
+    new_version = faq_pairs(240, "v2", marker_at=160)
+    write_faq(faq, new_version)
+    env = {**os.environ, "DATABASE_URL": database_url}
+
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as watch:
+        v1 = stored_chunks(watch, "default", faq.name)
+        assert len(v1) == 12
+        lexeme = watch.execute("SELECT lexeme FROM unnest(to_tsvector('english', %s))", (MARKER,)).fetchone()["lexeme"]
+        # Pins the writer mid-store: the BM25 statistics trigger of the chunk holding MARKER waits for this
+        # uncommitted row, after the transaction has deleted v1's chunks and inserted 160 of v2's.
+        with psycopg.connect(database_url) as blocker:
+            blocker.execute("INSERT INTO lexeme_stats (lexeme, ndoc) VALUES (%s, 1)", (lexeme,))
+            with (tmp_path / "killed.log").open("w") as log:
+                ingest = subprocess.Popen([SUPPORTBOT, "ingest", str(faq)], env=env, stdout=log, stderr=log)
+            try:
+                writer = wait_for("the ingestion to store chunks", lambda: watch.execute(
+                    """SELECT pid, xact_start FROM pg_stat_activity
+                       WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
+                         AND query LIKE '%%INSERT INTO chunks%%'""").fetchone(), ingest)
+                assert writer["xact_start"] is not None  # inside its transaction
+                assert stored_chunks(watch, "default", faq.name) == v1  # readers still see v1, whole
+                ingest.send_signal(signal.SIGKILL)
+                assert ingest.wait(timeout=30) == -signal.SIGKILL
+            finally:
+                ingest.kill()
+            blocker.rollback()  # lets the orphaned backend run on, find its client gone, and abort
+        wait_for("the killed ingestion's session to end", lambda: watch.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (writer["pid"],)).fetchone() is None or None)
+
+        document = watch.execute("SELECT version FROM documents WHERE source = %s", (faq.name,)).fetchall()
+        assert document == [{"version": 1}] and stored_chunks(watch, "default", faq.name) == v1
+        stats = watch.execute("SELECT nchunks, (SELECT count(*) FROM chunks) AS n FROM corpus_stats").fetchone()
+        assert stats["nchunks"] == stats["n"] == 12  # the BM25 statistics rolled back with it
+
+        rerun = subprocess.run([SUPPORTBOT, "ingest", str(faq)], env=env, capture_output=True, text=True,
+                               timeout=600)
+        assert rerun.returncode == 0, rerun.stderr
+        assert f"replaced  {faq.name}  (240 chunks, v2" in rerun.stdout
+        assert ingestor.ingest_file(faq, collection="clean").outcome == "added"  # the same file, never interrupted
+        assert stored_chunks(watch, "default", faq.name) == stored_chunks(watch, "clean", faq.name)
+        assert len(stored_chunks(watch, "default", faq.name)) == len(new_version)
