@@ -47,8 +47,12 @@ def check_adapter_files(path: Path) -> None:
         raise RegistryError(f"{path}: no adapter_config.json (PEFT) or config.json (full model) inside")
     if not weights:
         raise RegistryError(f"{path}: no .safetensors weights inside")
+    settings_file, key = (config, "peft_type") if config.exists() else (path / "config.json", "model_type")
     try:
-        json.loads((config if config.exists() else path / "config.json").read_text())
+        # PEFT and transformers pick the class to load by this key: JSON without it would fail later, in the bot.
+        settings = json.loads(settings_file.read_text())
+        if not isinstance(settings, dict) or key not in settings:
+            raise ValueError(f"no {key} in {settings_file.name}")
         from safetensors import safe_open
 
         for file in weights:

@@ -4,6 +4,7 @@ ingestion and a training run killed with SIGKILL, and a corrupt adapter at promo
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -18,14 +19,17 @@ import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from typer.testing import CliRunner
 
 from bot.api import create_app
 from bot.background_server import live_server
-from bot.cli import SAMPLE_KB
+from bot.cli import SAMPLE_KB, app
 from bot.service import SupportService
+from finetune.base_model import base_model_path, load_base_model
+from finetune.registry import Adapter, AdapterRegistry
 from ingestion.pipeline import Ingestor
 from supportbot.database import open_database
-from supportbot.settings import Settings
+from supportbot.settings import Settings, get_settings
 from tests.restartable_postgres import RestartablePostgres
 
 SUPPORTBOT = Path(sys.executable).with_name("supportbot")  # the installed console script
@@ -194,3 +198,126 @@ def test_an_ingestion_killed_while_storing_leaves_the_previous_version_whole(
         assert ingestor.ingest_file(faq, collection="clean").outcome == "added"  # the same file, never interrupted
         assert stored_chunks(watch, "default", faq.name) == stored_chunks(watch, "clean", faq.name)
         assert len(stored_chunks(watch, "default", faq.name)) == len(new_version)
+
+
+# --- c, d. training and adapters -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def untrained_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real PEFT LoRA folder (its B matrices are zero: it changes nothing, and takes seconds to make)."""
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = load_base_model(get_settings(), device="cpu")
+    out = tmp_path_factory.mktemp("adapter") / "untrained"
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def own_home(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This test's database and data folder (run folders, registry) for the CLI, in process and in
+    subprocesses; the base model is the one converted once for the session."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SUPPORTBOT_BASE_MODEL", str(base_model_path(get_settings())))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SUPPORTBOT_HOME", str(home))
+    get_settings.cache_clear()
+    yield home
+    get_settings.cache_clear()
+
+
+def live_adapter(registry: AdapterRegistry, source: Path) -> Adapter:
+    adapter = registry.register(source, method="lora", base_model="smollm2-135m-instruct", data_hash="live",
+                                metrics={"gate_passed": True}, config={})
+    registry.promote(adapter.version)
+    return adapter
+
+
+def fingerprint(adapter: Adapter) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(adapter.path).iterdir())}
+
+
+TICKETS = [  # six distinct conversations: one step each at batch size 1
+    ("My blender makes a grinding noise.", "Sorry to hear that! Please check that the blade is seated firmly."),
+    ("When will my refund arrive?", "Refunds reach your card within five working days of approval."),
+    ("The lamp flickers at night.", "Try a fresh bulb first; if it still flickers, we will send a new lamp."),
+    ("Can I add gift wrapping?", "Of course, tick the gift option on the basket page before paying."),
+    ("My headphones will not pair.", "Hold the power button until the light blinks blue, then pair again."),
+    ("Is the sofa available in green?", "It is, in olive and in forest green, both with free delivery."),
+]
+STEPS = 6
+
+
+def test_a_training_run_killed_after_a_checkpoint_resumes_and_the_live_adapter_stays(
+    own_home: Path, db: Any, untrained_adapter: Path, tmp_path: Path
+) -> None:
+    registry = AdapterRegistry(db, own_home)
+    live = live_adapter(registry, untrained_adapter)
+    live_files = fingerprint(live)
+    tickets = tmp_path / "tickets.jsonl"
+    tickets.write_text("".join(json.dumps({"id": f"T-{i}", "messages": [
+        {"role": "user", "content": customer}, {"role": "assistant", "content": agent}]}) + "\n"
+        for i, (customer, agent) in enumerate(TICKETS)), encoding="utf-8")
+    command = [SUPPORTBOT, "train", str(tickets), "--method", "lora", "--set", "batch_size=1", "--set", "epochs=2",
+               "--set", f"max_steps={STEPS}", "--set", "checkpoint_every=1", "--set", "max_seq_len=64",
+               "--set", "lora_r=4"]
+
+    def checkpoints() -> list[Path]:  # complete ones: a checkpoint is written as step-N.partial, then renamed
+        return sorted(p for p in own_home.glob("training/lora-*/checkpoints/step-*") if not p.name.endswith(".partial"))
+
+    with (tmp_path / "killed.log").open("w") as log:
+        training = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        wait_for("the first checkpoint", lambda: checkpoints() or None, training, timeout=300)
+        training.send_signal(signal.SIGKILL)
+        assert training.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        training.kill()
+    killed_at = int(checkpoints()[-1].name.removeprefix("step-"))
+    run_dir = checkpoints()[-1].parents[1]
+    assert 1 <= killed_at < STEPS and not (run_dir / "report.json").exists()
+    assert [a["version"] for a in registry.list()] == ["v1"]  # nothing half-registered
+    assert registry.live()["*"].version == "v1" and fingerprint(live) == live_files
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"trained lora for {STEPS} steps" in rerun.stdout and "registered v2" in rerun.stdout
+    training_report = json.loads((run_dir / "report.json").read_text())["training"]
+    assert training_report["resumed_from"] == killed_at and training_report["steps"] == STEPS
+    assert len(training_report["train_losses"]) == STEPS  # the killed run's steps, then the resumed ones
+    assert registry.live()["*"].version == "v1" and fingerprint(live) == live_files
+
+
+def truncate_weights(folder: Path) -> None:
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def cut_config(folder: Path) -> None:
+    config = folder / "adapter_config.json"
+    config.write_text(config.read_text()[:40])
+
+
+def empty_config(folder: Path) -> None:
+    (folder / "adapter_config.json").write_text("{}")  # JSON, but nothing PEFT can load
+
+
+@pytest.mark.parametrize("corrupt", [truncate_weights, cut_config, empty_config])
+def test_promoting_a_corrupt_adapter_fails_in_one_line_and_the_live_one_stays(
+    own_home: Path, db: Any, untrained_adapter: Path, corrupt: Callable[[Path], None]
+) -> None:
+    registry = AdapterRegistry(db, own_home)
+    live = live_adapter(registry, untrained_adapter)
+    candidate = registry.register(untrained_adapter, method="lora", base_model="smollm2-135m-instruct",
+                                  data_hash="candidate", metrics={"gate_passed": True}, config={})
+    corrupt(Path(candidate.path))
+
+    result = CliRunner().invoke(app, ["adapters", "promote", candidate.version])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and candidate.path in lines[0], result.output
+    assert "the live adapter is unchanged" in lines[0] or "no adapter_config" in lines[0], lines[0]
+    assert registry.live()["*"] == live
+    listed = json.loads(CliRunner().invoke(app, ["adapters", "list", "--json"]).output)
+    assert [(a["version"], a["live_in"]) for a in listed] == [("v1", ["*"]), ("v2", [])]
