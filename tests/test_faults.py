@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,8 +30,8 @@ from ingestion.pipeline import Ingestor
 from supportbot.database import open_database
 from supportbot.settings import Settings, get_settings
 from tests.restartable_postgres import RestartablePostgres
+from tests.server_process import SUPPORTBOT
 
-SUPPORTBOT = Path(sys.executable).with_name("supportbot")  # the installed console script
 T = TypeVar("T")
 
 
@@ -47,6 +46,7 @@ def wait_for(what: str, probe: Callable[[], T | None], process: subprocess.Popen
             pytest.fail(f"the process ended (exit {process.returncode}) before {what}")
         time.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}")
+
 
 # --- a. the database restarts mid-conversation -----------------------------------------------------
 
