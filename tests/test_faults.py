@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import time
@@ -46,6 +45,18 @@ def wait_for(what: str, probe: Callable[[], T | None], process: subprocess.Popen
             pytest.fail(f"the process ended (exit {process.returncode}) before {what}")
         time.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def own_home(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This test's database and data folder (run folders, registry) for the CLI, in process and in
+    subprocesses."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SUPPORTBOT_HOME", str(home))
+    get_settings.cache_clear()
+    yield home
+    get_settings.cache_clear()
 
 
 # --- a. the database restarts mid-conversation -----------------------------------------------------
@@ -152,25 +163,24 @@ def stored_chunks(conn: psycopg.Connection, collection: str, source: str) -> lis
 
 
 def test_an_ingestion_killed_while_storing_leaves_the_previous_version_whole(
-    database_url: str, db: Any, ingestor: Ingestor, tmp_path: Path
+    database_url: str, db: Any, ingestor: Ingestor, own_home: Path, tmp_path: Path
 ) -> None:
     faq = tmp_path / "kettle-faq.csv"
     write_faq(faq, faq_pairs(12, "v1"))
     assert ingestor.ingest_file(faq).outcome == "added"
-    new_version = faq_pairs(240, "v2", marker_at=160)
+    new_version = faq_pairs(120, "v2", marker_at=80)
     write_faq(faq, new_version)
-    env = {**os.environ, "DATABASE_URL": database_url}
 
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as watch:
         v1 = stored_chunks(watch, "default", faq.name)
         assert len(v1) == 12
         lexeme = watch.execute("SELECT lexeme FROM unnest(to_tsvector('english', %s))", (MARKER,)).fetchone()["lexeme"]
         # Pins the writer mid-store: the BM25 statistics trigger of the chunk holding MARKER waits for this
-        # uncommitted row, after the transaction has deleted v1's chunks and inserted 160 of v2's.
+        # uncommitted row, after the transaction has deleted v1's chunks and inserted 80 of v2's.
         with psycopg.connect(database_url) as blocker:
             blocker.execute("INSERT INTO lexeme_stats (lexeme, ndoc) VALUES (%s, 1)", (lexeme,))
             with (tmp_path / "killed.log").open("w") as log:
-                ingest = subprocess.Popen([SUPPORTBOT, "ingest", str(faq)], env=env, stdout=log, stderr=log)
+                ingest = subprocess.Popen([SUPPORTBOT, "ingest", str(faq)], stdout=log, stderr=log)
             try:
                 writer = wait_for("the ingestion to store chunks", lambda: watch.execute(
                     """SELECT pid, xact_start FROM pg_stat_activity
@@ -191,10 +201,9 @@ def test_an_ingestion_killed_while_storing_leaves_the_previous_version_whole(
         stats = watch.execute("SELECT nchunks, (SELECT count(*) FROM chunks) AS n FROM corpus_stats").fetchone()
         assert stats["nchunks"] == stats["n"] == 12  # the BM25 statistics rolled back with it
 
-        rerun = subprocess.run([SUPPORTBOT, "ingest", str(faq)], env=env, capture_output=True, text=True,
-                               timeout=600)
-        assert rerun.returncode == 0, rerun.stderr
-        assert f"replaced  {faq.name}  (240 chunks, v2" in rerun.stdout
+        rerun = CliRunner().invoke(app, ["ingest", str(faq)])  # the same command again, in this process
+        assert rerun.exit_code == 0, rerun.output
+        assert f"replaced  {faq.name}  ({len(new_version)} chunks, v2" in rerun.output
         assert ingestor.ingest_file(faq, collection="clean").outcome == "added"  # the same file, never interrupted
         assert stored_chunks(watch, "default", faq.name) == stored_chunks(watch, "clean", faq.name)
         assert len(stored_chunks(watch, "default", faq.name)) == len(new_version)
@@ -204,27 +213,27 @@ def test_an_ingestion_killed_while_storing_leaves_the_previous_version_whole(
 
 
 @pytest.fixture(scope="module")
-def untrained_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real PEFT LoRA folder (its B matrices are zero: it changes nothing, and takes seconds to make)."""
-    from peft import LoraConfig, get_peft_model
-
-    model, _ = load_base_model(get_settings(), device="cpu")
-    out = tmp_path_factory.mktemp("adapter") / "untrained"
-    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(out)
-    return out
+def base_model() -> Path:
+    """The base model converted once for the session (module scope: found before a test changes the home)."""
+    return base_model_path(get_settings())
 
 
 @pytest.fixture
-def own_home(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """This test's database and data folder (run folders, registry) for the CLI, in process and in
-    subprocesses; the base model is the one converted once for the session."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("SUPPORTBOT_BASE_MODEL", str(base_model_path(get_settings())))
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("SUPPORTBOT_HOME", str(home))
+def trainer_home(own_home: Path, base_model: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SUPPORTBOT_BASE_MODEL", str(base_model))  # not converted again into this home
     get_settings.cache_clear()
-    yield home
-    get_settings.cache_clear()
+    return own_home
+
+
+@pytest.fixture(scope="module")
+def untrained_adapter(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real PEFT LoRA folder (its B matrices are zero: it changes nothing, and takes seconds to make)."""
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = load_base_model(Settings(base_model=str(base_model)), device="cpu")
+    out = tmp_path_factory.mktemp("adapter") / "untrained"
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(out)
+    return out
 
 
 def live_adapter(registry: AdapterRegistry, source: Path) -> Adapter:
@@ -250,9 +259,9 @@ STEPS = 6
 
 
 def test_a_training_run_killed_after_a_checkpoint_resumes_and_the_live_adapter_stays(
-    own_home: Path, db: Any, untrained_adapter: Path, tmp_path: Path
+    trainer_home: Path, db: Any, untrained_adapter: Path, tmp_path: Path
 ) -> None:
-    registry = AdapterRegistry(db, own_home)
+    registry = AdapterRegistry(db, trainer_home)
     live = live_adapter(registry, untrained_adapter)
     live_files = fingerprint(live)
     tickets = tmp_path / "tickets.jsonl"
@@ -264,7 +273,8 @@ def test_a_training_run_killed_after_a_checkpoint_resumes_and_the_live_adapter_s
                "--set", "lora_r=4"]
 
     def checkpoints() -> list[Path]:  # complete ones: a checkpoint is written as step-N.partial, then renamed
-        return sorted(p for p in own_home.glob("training/lora-*/checkpoints/step-*") if not p.name.endswith(".partial"))
+        return sorted(p for p in trainer_home.glob("training/lora-*/checkpoints/step-*")
+                      if not p.name.endswith(".partial"))
 
     with (tmp_path / "killed.log").open("w") as log:
         training = subprocess.Popen(command, stdout=log, stderr=log)
@@ -280,9 +290,9 @@ def test_a_training_run_killed_after_a_checkpoint_resumes_and_the_live_adapter_s
     assert [a["version"] for a in registry.list()] == ["v1"]  # nothing half-registered
     assert registry.live()["*"].version == "v1" and fingerprint(live) == live_files
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"trained lora for {STEPS} steps" in rerun.stdout and "registered v2" in rerun.stdout
+    rerun = CliRunner().invoke(app, command[1:])  # the same command again, in this process
+    assert rerun.exit_code == 0, rerun.output
+    assert f"trained lora for {STEPS} steps" in rerun.output and "registered v2" in rerun.output
     training_report = json.loads((run_dir / "report.json").read_text())["training"]
     assert training_report["resumed_from"] == killed_at and training_report["steps"] == STEPS
     assert len(training_report["train_losses"]) == STEPS  # the killed run's steps, then the resumed ones
@@ -305,9 +315,9 @@ def empty_config(folder: Path) -> None:
 
 @pytest.mark.parametrize("corrupt", [truncate_weights, cut_config, empty_config])
 def test_promoting_a_corrupt_adapter_fails_in_one_line_and_the_live_one_stays(
-    own_home: Path, db: Any, untrained_adapter: Path, corrupt: Callable[[Path], None]
+    trainer_home: Path, db: Any, untrained_adapter: Path, corrupt: Callable[[Path], None]
 ) -> None:
-    registry = AdapterRegistry(db, own_home)
+    registry = AdapterRegistry(db, trainer_home)
     live = live_adapter(registry, untrained_adapter)
     candidate = registry.register(untrained_adapter, method="lora", base_model="smollm2-135m-instruct",
                                   data_hash="candidate", metrics={"gate_passed": True}, config={})
