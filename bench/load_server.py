@@ -75,6 +75,15 @@ class ServerProcess:
         proc = psutil.Process(self.process.pid)
         return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
 
+    def postgres_pss_bytes(self) -> int | None:
+        """Proportional memory of the embedded PostgreSQL (postmaster and backends; shared buffers counted once)."""
+        try:
+            pid = int((self.home / "pgdata" / "postmaster.pid").read_text().split()[0])
+            procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+            return sum(p.memory_full_info().pss for p in procs)
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return None
+
     def cpu_seconds(self) -> float:
         assert self.process is not None
         times = psutil.Process(self.process.pid).cpu_times()

@@ -158,8 +158,11 @@ def run_level(server: ServerProcess, users: int, args: argparse.Namespace) -> di
         "server": {
             "rss_mb_peak": max(watch.rss, default=0) / 2**20,
             "rss_mb_median": statistics.median(watch.rss) / 2**20 if watch.rss else None,
+            "postgres_pss_mb": (pss / 2**20) if (pss := server.postgres_pss_bytes()) is not None else None,
             "cpu_s": server_cpu,
             "cpu_utilisation": server_cpu / facts["locust_wall_s"] / (os.cpu_count() or 1),
+            # CPU time per answer: the cost of an answer whatever else the machine was doing.
+            "cpu_s_per_answer": server_cpu / max(1, len(ledger.answered)),
             "other_processes_cpu_s": others_cpu,
             "other_processes_cpu_share": others_cpu / facts["locust_wall_s"] / (os.cpu_count() or 1),
             "healthz_probes": len(watch.health), "healthz_failed": len(watch.health) - len(health_ok),
@@ -195,11 +198,12 @@ def print_results(results: dict[str, Any]) -> None:
     print(table(["users", "model TTFT p50 s", "model TTFT p95 s", "model total p50 s", "model answers/s",
                  "answers/s per core", "handoffs"], rows,
                 title="\nAnswers the model generated (handoffs skip the model and return at once)"))
-    rows = [[lv["users"], (sv := lv["server"])["rss_mb_peak"], sv["cpu_utilisation"] * 100, lv["locust_cpu_s"],
-             sv["other_processes_cpu_share"] * 100, sv["healthz_probes"], sv["healthz_failed"], sv["healthz_p50_s"],
-             sv["healthz_max_s"]] for lv in levels]
-    print(table(["users", "server RSS peak MB", "server CPU %", "locust CPU s", "others' CPU %", "healthz probes",
-                 "healthz failed", "healthz p50 s", "healthz max s"], rows, title="\nServer under load"))
+    rows = [[lv["users"], (sv := lv["server"])["rss_mb_peak"], sv["cpu_utilisation"] * 100, sv["cpu_s_per_answer"],
+             lv["locust_cpu_s"], sv["other_processes_cpu_share"] * 100, sv["healthz_probes"], sv["healthz_failed"],
+             sv["healthz_p50_s"], sv["healthz_max_s"]] for lv in levels]
+    print(table(["users", "server RSS peak MB", "server CPU %", "CPU s/answer", "locust CPU s", "others' CPU %",
+                 "healthz probes", "healthz failed", "healthz p50 s", "healthz max s"], rows,
+                title="\nServer under load"))
     stored = results["stored"]
     rows = [[lv["users"], c["conversations_sent"], c["conversations_stored"], c["questions_sent"],
              c["questions_stored"], c["answers_received"], c["answers_stored"], c["lost_questions"],
@@ -209,6 +213,8 @@ def print_results(results: dict[str, Any]) -> None:
                  "answers stored", "lost questions", "lost answers", "text mismatch", "zero lost"], rows,
                 title="\nEvery message in the database (checked after the server stopped)"))
     print(f"\nserver RSS after warm-up (idle): {results['server_rss_mb_idle']:.0f} MB")
+    if pss := [lv["server"]["postgres_pss_mb"] for lv in levels if lv["server"]["postgres_pss_mb"]]:
+        print(f"embedded PostgreSQL after the last level (PSS of all its processes): {pss[-1]:.0f} MB")
 
 
 def main() -> None:
