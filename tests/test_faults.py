@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,6 +84,22 @@ def test_after_a_restart_the_pool_replaces_its_dead_connections_at_once(own_post
             assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
         assert time.perf_counter() - started < 1.5
         assert db.pool.get_stats()["connections_lost"] == 4
+
+
+def test_a_query_made_while_the_database_is_down_waits_for_it(own_postgres: RestartablePostgres) -> None:
+    """Within the pool's timeout (30 s) a request does not fail; it waits for the server to be back."""
+    with open_database(Settings(database_url=own_postgres.url)) as db, ThreadPoolExecutor(1) as worker:
+        own_postgres.stop()
+
+        def query() -> dict[str, int]:
+            with db.connection() as conn:
+                return conn.execute("SELECT 1 AS one").fetchone()
+
+        waiting = worker.submit(query)
+        time.sleep(1)
+        assert not waiting.done()
+        own_postgres.start()
+        assert waiting.result(timeout=30) == {"one": 1}
 
 
 def sse_lines(response: httpx.Response) -> Iterator[tuple[str, dict]]:
