@@ -85,6 +85,13 @@ def summarize(ledger: Ledger, duration: float) -> dict[str, Any]:
         "ttft_s": _stats([d["ttft_s"] for d in answered if d["ttft_s"] is not None]),
         "total_s": _stats([d["total_s"] for d in answered]),
         "ttft_generated_s": _stats([d["ttft_s"] for d in generated if d["ttft_s"] is not None]),
+        # The chain's own clock (Answer.timings_ms) against the customer's: the difference is time spent
+        # in the HTTP server outside the chain — waiting for a worker thread before it starts, or to
+        # deliver pieces already generated.
+        "server_ttft_s": _stats([d["server_timings_ms"]["first_token"] / 1000 for d in answered
+                                 if (d.get("server_timings_ms") or {}).get("first_token") is not None]),
+        "outside_chain_s": _stats([d["total_s"] - d["server_timings_ms"]["total"] / 1000 for d in answered
+                                   if d.get("server_timings_ms")]),
         "total_generated_s": _stats([d["total_s"] for d in generated]),
     }
 

@@ -194,9 +194,10 @@ def print_results(results: dict[str, Any]) -> None:
                       f"{results['think_s'][0]:g}-{results['think_s'][1]:g} s (answers/s all: including the drain)"))
     rows = [[lv["users"], s(lv, "ttft_generated_s", "p50"), s(lv, "ttft_generated_s", "p95"),
              s(lv, "total_generated_s", "p50"), lv["client"]["generated_answers_per_s"],
-             lv["client"]["answers_per_s_overall"] / cpus, sum(lv["client"]["handoffs"].values())] for lv in levels]
+             lv["client"]["answers_per_s_overall"] / cpus, sum(lv["client"]["handoffs"].values()),
+             s(lv, "outside_chain_s", "p50"), s(lv, "outside_chain_s", "max")] for lv in levels]
     print(table(["users", "model TTFT p50 s", "model TTFT p95 s", "model total p50 s", "model answers/s",
-                 "answers/s per core", "handoffs"], rows,
+                 "answers/s per core", "handoffs", "outside chain p50 s", "outside chain max s"], rows,
                 title="\nAnswers the model generated (handoffs skip the model and return at once)"))
     rows = [[lv["users"], (sv := lv["server"])["rss_mb_peak"], sv["cpu_utilisation"] * 100, sv["cpu_s_per_answer"],
              lv["locust_cpu_s"], sv["other_processes_cpu_share"] * 100, sv["healthz_probes"], sv["healthz_failed"],
