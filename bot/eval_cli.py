@@ -320,9 +320,13 @@ def compare(
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=cli.err) as progress:
             task = progress.add_task("comparing", total=None)
+            stages: list[str] = []
 
             def report_progress(stage: str, done: int, total: int) -> None:
                 progress.update(task, description=stage, completed=done, total=total)
+                if not cli.err.is_terminal and stage not in stages:  # a log file sees no live bar: one line a stage
+                    stages.append(stage)
+                    cli.err.print(f"{datetime.now(UTC):%H:%M:%S} {stage}", highlight=False)
 
             options = CompareOptions(methods=method_list, rag_with=[m.strip() for m in rag_with.split(",") if m],
                                      configs=configs, collection=collection, tone_generate=tone_generate, reuse=reuse)
