@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from finetune.peak_memory import PeakMemory
 from finetune.quantized_cpu import evaluating
 from finetune.train_config import TrainConfig
 
@@ -174,42 +175,43 @@ class Trainer:
         patience = 0
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=start_step, desc="training", unit="step", dynamic_ncols=True)
-        for step in range(start_step, self.total_steps):
-            self.optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for micro in range(self.config.grad_accum):
-                batch = collate(batches[step * self.config.grad_accum + micro], self.pad_id, self.device)
-                loss = self.model(**batch).loss / self.config.grad_accum
-                loss.backward()
-                step_loss += loss.item()
-                result.tokens += int(batch["attention_mask"].sum())
-            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-            self.optimizer.step()
-            self.scheduler.step()
-            result.steps = step + 1
-            result.train_losses.append(round(step_loss, 5))
-            bar.set_postfix(loss=f"{step_loss:.3f}")
-            bar.update(1)
-            last = result.steps == self.total_steps
-            if self.validation and (result.steps % self.config.eval_every == 0 or last):
-                val = mean_loss(self.model, self.validation[: self.config.max_eval_examples], self.pad_id,
-                                self.device, self.config.batch_size)
-                result.val_losses.append((result.steps, round(val, 5)))
-                bar.set_postfix(loss=f"{step_loss:.3f}", val=f"{val:.3f}")
-                if result.best_val_loss is None or val < result.best_val_loss:
-                    result.best_val_loss, result.best_step, patience = val, result.steps, 0
-                    self.save(self.model, self.output_dir / "best")
-                else:
-                    patience += 1
-                    if self.config.early_stop_patience and patience >= self.config.early_stop_patience:
-                        result.stopped_early = True
-                        log.warning("early stop at step %d: validation loss has not improved", result.steps)
-            result.seconds = time.perf_counter() - started
-            result.peak_memory_mb = max(result.peak_memory_mb, peak_memory_mb(self.device))
-            if result.steps % self.config.checkpoint_every == 0 or last or result.stopped_early:
-                self._checkpoint(result.steps, result)
-            if result.stopped_early:
-                break
+        with PeakMemory(self.device) as peak:
+            for step in range(start_step, self.total_steps):
+                self.optimizer.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for micro in range(self.config.grad_accum):
+                    batch = collate(batches[step * self.config.grad_accum + micro], self.pad_id, self.device)
+                    loss = self.model(**batch).loss / self.config.grad_accum
+                    loss.backward()
+                    step_loss += loss.item()
+                    result.tokens += int(batch["attention_mask"].sum())
+                torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+                self.optimizer.step()
+                self.scheduler.step()
+                result.steps = step + 1
+                result.train_losses.append(round(step_loss, 5))
+                bar.set_postfix(loss=f"{step_loss:.3f}")
+                bar.update(1)
+                last = result.steps == self.total_steps
+                if self.validation and (result.steps % self.config.eval_every == 0 or last):
+                    val = mean_loss(self.model, self.validation[: self.config.max_eval_examples], self.pad_id,
+                                    self.device, self.config.batch_size)
+                    result.val_losses.append((result.steps, round(val, 5)))
+                    bar.set_postfix(loss=f"{step_loss:.3f}", val=f"{val:.3f}")
+                    if result.best_val_loss is None or val < result.best_val_loss:
+                        result.best_val_loss, result.best_step, patience = val, result.steps, 0
+                        self.save(self.model, self.output_dir / "best")
+                    else:
+                        patience += 1
+                        if self.config.early_stop_patience and patience >= self.config.early_stop_patience:
+                            result.stopped_early = True
+                            log.warning("early stop at step %d: validation loss has not improved", result.steps)
+                result.seconds = time.perf_counter() - started
+                result.peak_memory_mb = max(result.peak_memory_mb, peak.mb)
+                if result.steps % self.config.checkpoint_every == 0 or last or result.stopped_early:
+                    self._checkpoint(result.steps, result)
+                if result.stopped_early:
+                    break
         bar.close()
         if not self.validation:
             self.save(self.model, self.output_dir / "best")

@@ -66,14 +66,16 @@ def write_charts(summary: Mapping[str, Mapping[str, Any]], folder: Path) -> list
         fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4))
         width = 0.8 / len(keys)
         for i, key in enumerate(keys):
-            values = [summary[n].get(key) or 0.0 for n in names]
-            xs = [j + (i - (len(keys) - 1) / 2) * width for j in range(len(names))]
+            # A strategy without the figure (no citations without retrieval) gets no bar, not a zero.
+            present = [(j, summary[n][key]) for j, n in enumerate(names) if summary[n].get(key) is not None]
+            xs = [j + (i - (len(keys) - 1) / 2) * width for j, _ in present]
+            values = [v for _, v in present]
             bars = ax.bar(xs, values, width, label=dict((k, t) for k, t, _ in COLUMNS)[key])
             ax.bar_label(bars, fmt="%.2f" if max(values, default=0) <= 1 else "%.0f", fontsize=7)
         ax.set_xticks(range(len(names)), names, rotation=20)
         ax.set_title(title)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         path = folder / f"{stem}.png"
         fig.savefig(path, dpi=110)
