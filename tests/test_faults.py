@@ -31,6 +31,7 @@ from supportbot.database import open_database
 from supportbot.settings import Settings, get_settings
 from tests.restartable_postgres import RestartablePostgres
 from tests.server_process import SUPPORTBOT
+from tests.test_finetune import TICKETS  # six distinct conversations: one step each at batch size 1
 
 T = TypeVar("T")
 
@@ -264,14 +265,6 @@ def fingerprint(adapter: Adapter) -> dict[str, str]:
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(adapter.path).iterdir())}
 
 
-TICKETS = [  # six distinct conversations: one step each at batch size 1
-    ("My blender makes a grinding noise.", "Sorry to hear that! Please check that the blade is seated firmly."),
-    ("When will my refund arrive?", "Refunds reach your card within five working days of approval."),
-    ("The lamp flickers at night.", "Try a fresh bulb first; if it still flickers, we will send a new lamp."),
-    ("Can I add gift wrapping?", "Of course, tick the gift option on the basket page before paying."),
-    ("My headphones will not pair.", "Hold the power button until the light blinks blue, then pair again."),
-    ("Is the sofa available in green?", "It is, in olive and in forest green, both with free delivery."),
-]
 STEPS = 6
 
 
