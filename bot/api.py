@@ -3,6 +3,10 @@
 Customer-facing: /api/chat (JSON or server-sent events), /v1/chat/completions (OpenAI-compatible,
 so existing OpenAI clients and chat widgets work unchanged), /api/search, /api/feedback,
 /api/handoff. Agent-only (Bearer SUPPORTBOT_AGENT_TOKEN): /api/documents.
+
+The two answering endpoints are admitted by bot.admission (HTTP 503 + Retry-After when
+SUPPORTBOT_MAX_QUEUED_ANSWERS answers are in flight); they are ``async`` so that a refusal never
+waits for a worker thread.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from bot import metrics
+from bot.admission import HeldEvents, iterate_held
 from bot.chain import Answer, final_answer
 from bot.conversations import Turn, UnknownMessage
 from bot.service import SupportService, get_service
@@ -99,7 +104,8 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     app = FastAPI(title="supportbot", version="0.1.0", lifespan=lifespan,
                   description="Cited answers from your manuals, in your support tone, or a person.")
 
-    def svc(request: Request) -> SupportService:
+    async def svc(request: Request) -> SupportService:
+        # async: FastAPI runs a plain-def dependency on the worker pool, even for an async endpoint.
         return request.app.state.service
 
     def agent(authorization: Annotated[str | None, Header()] = None, s: SupportService = Depends(svc)) -> None:
@@ -179,13 +185,16 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     def search(body: SearchRequest, s: SupportService = Depends(svc)) -> list[dict[str, Any]]:
         return [h.to_dict() for h in s.searcher.search(body.query, body.k, body.collection, body.product)]
 
-    @app.post("/api/chat", tags=["chat"])
-    def chat(body: ChatRequest, request: Request, s: SupportService = Depends(svc)):
+    @app.post("/api/chat", tags=["chat"], responses={503: {"description": "Too many answers in flight; retry"}})
+    async def chat(body: ChatRequest, request: Request, s: SupportService = Depends(svc)):
+        slot = s.answer_slots.try_acquire()  # before stream(): a refused question is never stored
+        if slot is None:
+            return _overloaded(s, "api")
         events = s.stream(body.message, body.conversation_id, channel="api",
                           collection=body.collection, product=body.product)
         if body.stream or "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(_sse(events, "api"), media_type="text/event-stream")
-        answer = _last(events, "api")
+            return StreamingResponse(iterate_held(slot.hold(_sse(events, "api"))), media_type="text/event-stream")
+        answer = await _answer_now(slot.hold(events), "api")
         return answer.to_dict()
 
     @app.post("/api/feedback", tags=["chat"])
@@ -235,8 +244,9 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": "supportbot", "object": "model", "owned_by": "supportbot"}]}
 
-    @app.post("/v1/chat/completions", tags=["openai"])
-    def chat_completions(
+    @app.post("/v1/chat/completions", tags=["openai"],
+              responses={503: {"description": "Too many answers in flight; retry (OpenAI error shape)"}})
+    async def chat_completions(
         body: ChatCompletionRequest,
         s: SupportService = Depends(svc),
         x_conversation_id: Annotated[uuid.UUID | None, Header()] = None,
@@ -248,14 +258,17 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         # OpenAI clients send the whole conversation each time; without X-Conversation-Id we take
         # the history from the request instead of the database.
         history = None if x_conversation_id else turns[:-1]
+        slot = s.answer_slots.try_acquire()
+        if slot is None:
+            return _overloaded(s, "openai")
         events = s.stream(turns[-1].content, x_conversation_id, channel="openai", user_ref=body.user,
                           history=history)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
-            return StreamingResponse(_openai_sse(events, completion_id, created, body.model),
+            return StreamingResponse(iterate_held(slot.hold(_openai_sse(events, completion_id, created, body.model))),
                                      media_type="text/event-stream")
-        answer = _last(events, "openai")
+        answer = await _answer_now(slot.hold(events), "openai")
         return {
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
@@ -293,6 +306,28 @@ def _last(events: Iterator[str | Answer], channel: str) -> Answer:
     answer = final_answer(events)
     metrics.observe_answer(answer, channel)
     return answer
+
+
+async def _answer_now(events: HeldEvents[str | Answer], channel: str) -> Answer:
+    """The whole answer (generated on a worker thread); its slot is freed however this ends."""
+    try:
+        return await run_in_threadpool(_last, events, channel)
+    finally:
+        events.close()
+
+
+def _overloaded(s: SupportService, channel: str) -> JSONResponse:
+    """503 at once with Retry-After: better than a wait of minutes no customer sits through."""
+    metrics.ANSWERS_REFUSED.labels(channel).inc()
+    retry = s.settings.retry_after_s
+    message = (f"Too many questions are being answered right now ({s.answer_slots.limit} at once on this "
+               f"server); nothing was stored. Please retry in {retry} s.")
+    if channel == "openai":  # the shape OpenAI clients parse (and retry on, honouring Retry-After)
+        body: dict[str, Any] = {"error": {"message": message, "type": "server_overloaded", "param": None,
+                                          "code": "server_overloaded"}}
+    else:
+        body = {"detail": message, "retry_after_s": retry}
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry)})
 
 
 def _extras(answer: Answer) -> dict[str, Any]:

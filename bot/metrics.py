@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from bot.chain import Answer
@@ -20,6 +20,11 @@ RETRIEVAL_TIME = Histogram("supportbot_retrieval_seconds", "Question in → prom
                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
 HANDOFFS = Counter("supportbot_handoffs_total", "Conversations handed to a person", ["reason"])
 FEEDBACK = Counter("supportbot_feedback_total", "Feedback on answers", ["rating"])
+# Admission control (bot/admission.py): the answers admitted and not finished, and those refused.
+ANSWERS_IN_FLIGHT = Gauge("supportbot_answers_in_flight", "Answers in progress or waiting for the model")
+ANSWERS_REFUSED = Counter("supportbot_answers_refused_total",
+                          "Questions refused at once because SUPPORTBOT_MAX_QUEUED_ANSWERS were in flight",
+                          ["channel"])
 
 
 def observe_answer(answer: Answer, channel: str) -> None:

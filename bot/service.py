@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bot.adapters import LiveAdapters
+from bot.admission import AnswerSlots
 from bot.chain import Answer, SupportChain, final_answer
 from bot.conversations import ConversationStore, Turn
 from finetune.registry import AdapterRegistry
@@ -42,6 +43,9 @@ class SupportService:
         self.adapters = LiveAdapters(AdapterRegistry(self.db, self.settings.home), self.settings)
         self.ingestor = Ingestor(self.db, self.embedder, self.settings)
         self._ingest_lock = threading.Lock()  # one upload at a time per process keeps memory bounded
+        # Shared by the HTTP API and the chat UI: both queue for the same model. Callers take a slot
+        # before stream() (which stores the question), so a refused question leaves no trace.
+        self.answer_slots = AnswerSlots(self.settings.max_queued_answers)
 
     def stream(
         self,

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot import metrics
 from bot.agent_auth import anonymous_customer, is_agent, prepare_chainlit_env
 from bot.chain import Answer
 from bot.service import SupportService
@@ -49,6 +50,10 @@ HANDOFF_NOTICE = (
     "follow up with you."
 )
 REFUSED = "Only signed-in support agents can add or remove documents."
+BUSY = (
+    "Sorry, a lot of customers are asking questions right now and I can't take yours at this moment. "
+    "Please send it again in a minute, or ask for a person."
+)
 UPLOAD_PROMPT = "Choose manuals or FAQs to add: PDF, DOCX, HTML, Markdown, text, or FAQ CSV/JSON (up to 10 files)."
 _TYPES = [".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt", ".text", ".csv", ".json"]
 # Browsers label .md or .csv inconsistently; the ingestion checks each file's content anyway.
@@ -203,10 +208,18 @@ def _sources(answer: Answer) -> list[cl.Text]:
 
 async def _answer(question: str) -> None:
     service = _service()
+    # The chat queues for the same model as the API, so it takes a slot of the same gate; before
+    # stream(), so a refused question is not stored (the customer is asked to send it again).
+    slot = service.answer_slots.try_acquire()
+    if slot is None:
+        metrics.ANSWERS_REFUSED.labels("chat").inc()
+        await cl.Message(BUSY, actions=[_person_action()]).send()
+        return
     reply = cl.Message(content="")
-    events = service.stream(question, _conversation_id(), channel="chat",
-                            user_ref=getattr(_user(), "identifier", None),
-                            collection=service.settings.chat_collection or None)
+    # Freed when the pump thread of _in_thread closes the events: the end, an error, or a stop.
+    events = slot.hold(service.stream(question, _conversation_id(), channel="chat",
+                                      user_ref=getattr(_user(), "identifier", None),
+                                      collection=service.settings.chat_collection or None))
     answer: Answer | None = None
     try:
         async for event in _in_thread(events):

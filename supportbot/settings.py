@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     ops_token: str = Field(default="", description="Bearer token for /api/train; empty = training over HTTP off.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # The local model answers one question at a time (~13 s each on 2 cores): 8 admitted answers mean
+    # the last waits ~1.5 min; beyond that a customer is better told at once than left waiting.
+    max_queued_answers: int = Field(
+        default=8, ge=1,
+        description="Answers in progress or waiting for the model per process (API and chat together); "
+        "more questions are refused at once (HTTP 503). Raise it with an inference server that batches.",
+    )
+    retry_after_s: int = Field(default=15, ge=1, description="Retry-After of those 503s (about one answer's time).")
 
     # Generation
     llm_backend: str = Field(default="local", pattern="^(local|openai)$")

@@ -274,6 +274,24 @@ def test_an_answer_that_hands_off_shows_the_notice(with_manual, chats) -> None:
     assert [r["reason"] for r in _rows(with_manual, "SELECT reason FROM handoffs")] == ["customer_asked"]
 
 
+def test_a_busy_server_asks_the_customer_to_retry_and_stores_nothing(with_manual, chats) -> None:
+    # The chat shares the API's gate: with every slot taken, a question is refused with a friendly
+    # message (and the person button), not queued, and not stored.
+    slots = with_manual.answer_slots
+    taken = [slots.try_acquire() for _ in range(slots.limit)]
+    chat = chats(anonymous_customer())
+    chat.start()
+    rec = chat.say(QUESTION)
+    assert rec.messages()[-1] == ui.BUSY and rec.actions()[-1] == "talk_to_person"
+    assert _rows(with_manual, "SELECT role FROM messages") == []
+    for slot in taken:
+        slot.release()
+    chat.say(QUESTION)  # room again: answered, and the slot given back
+    assert [r["role"] for r in _rows(with_manual, "SELECT role FROM messages ORDER BY created_at")] == \
+        ["user", "assistant"]
+    assert slots.in_flight == 0
+
+
 def test_customer_cannot_upload_list_or_delete(with_manual, chats, tmp_path: Path) -> None:
     import chainlit as cl
 

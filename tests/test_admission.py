@@ -1,0 +1,190 @@
+"""Admission control, over real HTTP against the real service.
+
+A "slow answer in flight" is made deterministic by holding the real model's lock (bot/llm.py): the
+request gets its slot, stores its question, and waits for the model exactly as it does behind
+another customer's answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from bot.admission import AnswerSlots
+from bot.api import create_app
+from bot.background_server import live_server
+from bot.service import SupportService
+from supportbot.settings import Settings
+
+SAMPLE_KB = Path(__file__).resolve().parents[1] / "bot" / "sample_kb"
+QUESTION = "What does a solid amber light mean?"  # on topic: answered by the model, not handed off
+
+
+# --- the gate itself -------------------------------------------------------------------------
+
+
+def test_slots_bound_release_once_and_free_on_every_exit() -> None:
+    slots = AnswerSlots(2)
+    first, second = slots.try_acquire(), slots.try_acquire()
+    assert first and second and slots.try_acquire() is None and slots.in_flight == 2
+    first.release()
+    first.release()  # idempotent: a second release must not free someone else's slot
+    assert slots.in_flight == 1
+
+    def answer() -> Iterator[str]:
+        yield "a"
+        raise RuntimeError("model failed")
+
+    third = slots.try_acquire()
+    assert third is not None and slots.try_acquire() is None
+    held = third.hold(answer())
+    assert next(held) == "a"
+    with pytest.raises(RuntimeError):
+        next(held)
+    assert third.released and slots.in_flight == 1  # an error frees the slot
+
+    fourth = slots.try_acquire()
+    assert fourth is not None
+    fourth.hold(iter(["never read"])).close()  # closed before its first item: still freed
+    assert slots.in_flight == 1
+    second.release()
+    assert slots.in_flight == 0
+    with pytest.raises(ValueError, match="at least 1"):
+        AnswerSlots(0)
+
+
+# --- over HTTP -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_and_service(database_url, db, ingestor):
+    ingestor.ingest_paths([SAMPLE_KB])
+    service = SupportService(Settings(database_url=database_url, max_queued_answers=1, retry_after_s=7), db=db)
+    return create_app(service, mount_chat=False), service
+
+
+@pytest.fixture
+def server(app_and_service):
+    app, service = app_and_service
+    with live_server(app) as url:
+        yield url, service
+
+
+@pytest.fixture
+def model_lock(server):
+    """The real model's lock: held, every admitted answer waits for the model."""
+    _, service = server
+    lock = service.adapters.for_chat(None, None)[1]._lock
+    lock.acquire()
+    yield lock
+    if lock.locked():
+        lock.release()
+
+
+def _stored(service: SupportService, conversation_id: str) -> dict[str, Any]:
+    with service.db.connection() as conn:
+        roles = [r["role"] for r in conn.execute(
+            "SELECT role FROM messages WHERE conversation_id = %s ORDER BY created_at", (conversation_id,))]
+        exists = conn.execute("SELECT count(*) AS n FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
+    return {"conversation": exists["n"], "roles": roles}
+
+
+def _wait(condition: Any, timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _sse_events(url: str, conversation_id: str) -> list[tuple[str, dict]]:
+    events, name = [], None
+    with httpx.stream("POST", f"{url}/api/chat", timeout=300,
+                      json={"message": QUESTION, "conversation_id": conversation_id, "stream": True}) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+def _refused(channel: str) -> float:
+    return REGISTRY.get_sample_value("supportbot_answers_refused_total", {"channel": channel}) or 0.0
+
+
+def _in_flight_gauge(url: str) -> float:
+    line = next(x for x in httpx.get(f"{url}/metrics").text.splitlines()
+                if x.startswith("supportbot_answers_in_flight "))
+    return float(line.split()[1])
+
+
+def _admitted_and_waiting(service: SupportService, conversation_id: str) -> bool:
+    return service.answer_slots.in_flight == 1 and _stored(service, conversation_id)["roles"] == ["user"]
+
+
+def test_a_question_beyond_the_limit_is_refused_at_once_and_not_stored(server, model_lock) -> None:
+    url, service = server
+    first = str(uuid.uuid4())
+    refused_before = _refused("api"), _refused("openai")
+    with ThreadPoolExecutor(1) as pool:
+        in_flight: Future = pool.submit(_sse_events, url, first)
+        _wait(lambda: _admitted_and_waiting(service, first), what="the first answer to wait for the model")
+        assert _in_flight_gauge(url) == 1
+
+        second, third = str(uuid.uuid4()), str(uuid.uuid4())
+        started = time.perf_counter()
+        chat = httpx.post(f"{url}/api/chat", json={"message": QUESTION, "conversation_id": second}, timeout=10)
+        openai = httpx.post(f"{url}/v1/chat/completions", headers={"X-Conversation-Id": third}, timeout=10,
+                            json={"model": "supportbot", "stream": True,
+                                  "messages": [{"role": "user", "content": QUESTION}]})
+        elapsed = time.perf_counter() - started
+        assert chat.status_code == 503 and chat.headers["retry-after"] == "7"
+        assert "retry in 7 s" in chat.json()["detail"] and chat.json()["retry_after_s"] == 7
+        assert openai.status_code == 503 and openai.headers["retry-after"] == "7"
+        assert openai.json()["error"]["type"] == "server_overloaded" and openai.json()["error"]["message"]
+        assert elapsed < 2, f"refusals took {elapsed:.1f} s: they must not queue"
+        # Nothing half-stored: neither the conversation nor the question of a refused request.
+        assert _stored(service, second) == {"conversation": 0, "roles": []}
+        assert _stored(service, third) == {"conversation": 0, "roles": []}
+        assert (_refused("api"), _refused("openai")) == (refused_before[0] + 1, refused_before[1] + 1)
+        assert not in_flight.done()  # the first customer is still waiting for the model
+
+        model_lock.release()
+        events = in_flight.result(timeout=300)
+    assert events[-1][0] == "answer" and events[-1][1]["conversation_id"] == first
+    assert _stored(service, first)["roles"] == ["user", "assistant"]
+    _wait(lambda: service.answer_slots.in_flight == 0, 10, "the finished stream's slot")
+
+    after = httpx.post(f"{url}/api/chat", json={"message": QUESTION}, timeout=300)  # the slot is free again
+    assert after.status_code == 200 and after.json()["message_id"]
+    assert service.answer_slots.in_flight == 0 and _in_flight_gauge(url) == 0  # non-streaming frees it too
+
+
+def test_a_client_that_disconnects_mid_stream_frees_its_slot(server) -> None:
+    url, service = server
+    conversation = str(uuid.uuid4())
+    with httpx.Client(timeout=300) as client, client.stream(
+        "POST", f"{url}/api/chat", json={"message": QUESTION, "conversation_id": conversation, "stream": True}
+    ) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("event: token"))
+        assert service.answer_slots.in_flight == 1
+    # The connection is closed with the answer half generated.
+    _wait(lambda: service.answer_slots.in_flight == 0, 10, "the disconnected stream's slot")
+    # Freed because the generation was stopped, not because it finished: no answer was stored.
+    assert _stored(service, conversation)["roles"] == ["user"]
+    again = httpx.post(f"{url}/v1/chat/completions", timeout=300,
+                       json={"model": "supportbot", "messages": [{"role": "user", "content": QUESTION}]})
+    assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"]
+    assert service.answer_slots.in_flight == 0
