@@ -5,8 +5,8 @@ so existing OpenAI clients and chat widgets work unchanged), /api/search, /api/f
 /api/handoff. Agent-only (Bearer SUPPORTBOT_AGENT_TOKEN): /api/documents.
 
 The two answering endpoints are admitted by bot.admission (HTTP 503 + Retry-After when
-SUPPORTBOT_MAX_QUEUED_ANSWERS answers are in flight); they are ``async`` so that a refusal never
-waits for a worker thread.
+SUPPORTBOT_MAX_QUEUED_ANSWERS answers are in flight); they and /healthz are ``async`` so that a
+refusal or a health probe never waits for a worker thread.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from bot import metrics
 from bot.admission import HeldEvents, iterate_held
 from bot.chain import Answer, final_answer
 from bot.conversations import Turn, UnknownMessage
+from bot.health import DatabaseProbe, health_body
 from bot.service import SupportService, get_service
 
 UI_FILE = Path(__file__).resolve().parent / "ui.py"
@@ -99,6 +100,7 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.service = service or await run_in_threadpool(get_service)
+        app.state.db_probe = DatabaseProbe(app.state.service.db)
         yield
 
     app = FastAPI(title="supportbot", version="0.1.0", lifespan=lifespan,
@@ -122,10 +124,11 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         return response
 
     @app.get("/healthz", tags=["ops"])
-    def healthz(s: SupportService = Depends(svc)) -> dict[str, Any]:
-        with s.db.connection() as conn:
-            conn.execute("SELECT 1")
-        return {"status": "ok", "model": s.chain.chat_model._llm_type}
+    async def healthz(request: Request, s: SupportService = Depends(svc)) -> JSONResponse:
+        # Off the shared worker pool (bot/health.py): busy answers must not make the replica look dead.
+        problem = await request.app.state.db_probe.check()
+        status, body = health_body(problem, s.chain.chat_model._llm_type)
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def prometheus() -> PlainTextResponse:

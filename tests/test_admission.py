@@ -1,4 +1,4 @@
-"""Admission control, over real HTTP against the real service.
+"""Admission control and the health check under load, over real HTTP against the real service.
 
 A "slow answer in flight" is made deterministic by holding the real model's lock (bot/llm.py): the
 request gets its slot, stores its question, and waits for the model exactly as it does behind
@@ -8,6 +8,7 @@ another customer's answer.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 from prometheus_client import REGISTRY
@@ -22,6 +24,7 @@ from prometheus_client import REGISTRY
 from bot.admission import AnswerSlots
 from bot.api import create_app
 from bot.background_server import live_server
+from bot.health import DatabaseProbe
 from bot.service import SupportService
 from supportbot.settings import Settings
 
@@ -188,3 +191,78 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(server) -> None:
                        json={"model": "supportbot", "messages": [{"role": "user", "content": QUESTION}]})
     assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"]
     assert service.answer_slots.in_flight == 0
+
+
+# --- /healthz --------------------------------------------------------------------------------
+
+
+def test_healthz_and_refusals_answer_at_once_while_every_worker_thread_is_busy(app_and_service) -> None:
+    app, service = app_and_service
+    release, entered = threading.Event(), threading.Semaphore(0)
+
+    @app.get("/test/block")
+    def block() -> dict[str, bool]:  # a plain endpoint: it holds a worker thread until released
+        entered.release()
+        return {"released": release.wait(60)}
+
+    @app.post("/test/pool-size")
+    async def pool_size(tokens: int) -> dict[str, int]:  # the loop's worker pool (AnyIO's, 40 by default)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = tokens
+        return {"tokens": tokens}
+
+    model = service.adapters.for_chat(None, None)[1]
+    with live_server(app) as url, ThreadPoolExecutor(4) as pool:
+        assert httpx.post(f"{url}/test/pool-size", params={"tokens": 3}).status_code == 200
+        model._lock.acquire()
+        try:
+            first = str(uuid.uuid4())
+            answer = pool.submit(_sse_events, url, first)  # a worker thread waiting for the model
+            _wait(lambda: _admitted_and_waiting(service, first), what="the answer to wait for the model")
+            blocked = [pool.submit(httpx.get, f"{url}/test/block", timeout=60) for _ in range(2)]
+            for _ in blocked:
+                assert entered.acquire(timeout=30)
+            # The pool is saturated: a plain endpoint cannot even start.
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.get(f"{url}/v1/models", timeout=1)
+
+            started = time.perf_counter()
+            health = httpx.get(f"{url}/healthz", timeout=5)
+            health_s = time.perf_counter() - started
+            refused = httpx.post(f"{url}/api/chat", json={"message": QUESTION}, timeout=5)
+            refused_s = time.perf_counter() - started - health_s
+        finally:
+            release.set()
+            model._lock.release()
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health_s < 1, f"/healthz took {health_s:.2f} s with the worker pool saturated"
+        assert refused.status_code == 503 and refused_s < 1, f"the refusal took {refused_s:.2f} s"
+        assert all(b.result(timeout=30).json() == {"released": True} for b in blocked)
+        assert answer.result(timeout=300)[-1][0] == "answer"
+        assert httpx.get(f"{url}/v1/models", timeout=5).status_code == 200
+
+
+class _StuckDatabase:
+    """A database that never answers (a dead host behind a firewall), or fails at once."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    def connection(self) -> Any:
+        if self.fail:
+            raise OSError("connection refused")
+        time.sleep(3)
+        raise AssertionError("the probe should have given up before this")
+
+
+def test_healthz_is_503_when_the_database_does_not_answer_in_time(app_and_service) -> None:
+    app, _ = app_and_service
+    with live_server(app) as url:
+        app.state.db_probe = DatabaseProbe(_StuckDatabase(), timeout_s=0.3)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        stuck = httpx.get(f"{url}/healthz", timeout=5)
+        elapsed = time.perf_counter() - started
+        app.state.db_probe = DatabaseProbe(_StuckDatabase(fail=True))  # type: ignore[arg-type]
+        failed = httpx.get(f"{url}/healthz", timeout=5)
+    assert stuck.status_code == 503 and elapsed < 1.5
+    assert stuck.json()["detail"] == "the database did not answer within 0.3 s"
+    assert failed.status_code == 503 and "OSError: connection refused" in failed.json()["detail"]
