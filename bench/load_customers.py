@@ -9,6 +9,9 @@ the database even when its answer never arrives), asks the questions of one scri
 one at a time over ``POST /api/chat`` with server-sent events, thinks between questions, then
 starts another conversation. Every exchange is appended to a JSON-lines ledger: a ``sent`` line
 before the request and a ``done`` line after it, so requests cut off at the end are visible.
+
+A question the server refuses (HTTP 503, admission control) is asked again after its Retry-After,
+as a chat widget would: the same turn, the next ``attempt``; the refusal is not an error.
 """
 
 from __future__ import annotations
@@ -102,12 +105,21 @@ class Customer(User):
         self.script: list[str] = []
         self.conversation_id = ""
         self.turn = 0
+        self.attempt = 0  # of the current question: 0, then 1, 2, … after refusals
+        self.retry_after: float | None = None  # set by a refusal: ask the same question again after it
 
     def wait_time(self) -> float:
+        if self.retry_after is not None:
+            return self.retry_after
         options = self.environment.parsed_options
         return self.random.uniform(options.think_min, options.think_max)
 
     def _next_question(self) -> str:
+        if self.retry_after is not None:  # the last one was refused: the same question again
+            self.retry_after = None
+            self.attempt += 1
+            return self.script[self.turn - 1]
+        self.attempt = 0
         if self.turn >= len(self.script):
             self.script = self.random.choice(CONVERSATIONS)
             self.conversation_id = str(uuid.uuid4())
@@ -140,18 +152,22 @@ class Customer(User):
         assert _ledger is not None
         question = self._next_question()
         record: dict[str, Any] = {"user": self.number, "conversation_id": self.conversation_id, "turn": self.turn,
-                                  "question": question, "sent_at": time.time()}
+                                  "attempt": self.attempt, "question": question, "sent_at": time.time()}
         _ledger.write({"event": "sent", **record})
         started = time.perf_counter()
         ttft = None
         streamed: list[str] = []
         answer: dict[str, Any] | None = None
         error = None
+        refused = False
         try:
             body = {"message": question, "conversation_id": self.conversation_id, "stream": True}
             timeout = (10, self.environment.parsed_options.answer_timeout)  # (connect, between bytes)
             with self.session.post(f"{self.host}/api/chat", json=body, stream=True, timeout=timeout) as response:
-                if response.status_code != 200:
+                if response.status_code == 503 and "retry-after" in response.headers:
+                    refused = True  # admission control: nothing was stored; ask again when told
+                    self.retry_after = float(response.headers["retry-after"])
+                elif response.status_code != 200:
                     error = f"HTTP {response.status_code}: {response.text[:200]}"
                 else:
                     for event, data in self._events(response.iter_lines(decode_unicode=True)):
@@ -167,7 +183,8 @@ class Customer(User):
         except Exception as exc:  # connection refused, timeout, broken stream: an error, not a crash
             error = f"{type(exc).__name__}: {exc}"
         total = time.perf_counter() - started
-        done = {**record, "event": "done", "done_at": time.time(), "ok": error is None, "error": error,
+        done = {**record, "event": "done", "done_at": time.time(), "ok": error is None and not refused,
+                "refused": refused, "error": error,
                 "ttft_s": ttft, "total_s": total, "streamed": "".join(streamed)}
         if answer:
             done.update(answer=answer.get("answer"), message_id=answer.get("message_id"),
@@ -176,6 +193,9 @@ class Customer(User):
                         server_timings_ms=answer.get("timings_ms"))
         _ledger.write(done)
         failure = RuntimeError(error) if error else None
+        if refused:
+            self._fire("refused (503)", total)
+            return
         if ttft is not None:
             self._fire("first token", ttft)
         self._fire("answer", total, len(done.get("answer") or ""), failure)

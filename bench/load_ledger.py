@@ -4,7 +4,7 @@ The customers append a ``sent`` line before each request and a ``done`` line aft
 load_customers.py). From those lines: throughput, time to first token, total time and errors; and,
 against the ``messages`` table, the lost-message check: every question sent and every answer
 received must be stored, in its conversation, with the same text (and the answer under the
-message id the server announced).
+message id the server announced) — and no question the server refused (HTTP 503) may be.
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from _common import percentile
+
+
+def _key(record: dict[str, Any]) -> tuple[str, int, int]:
+    # A refused question is asked again: the same turn, the next attempt (0 in ledgers from before).
+    return record["conversation_id"], record["turn"], record.get("attempt", 0)
 
 
 @dataclass
@@ -39,10 +44,19 @@ class Ledger:
         return [d for d in self.done if d["ok"]]
 
     @property
+    def refused(self) -> list[dict[str, Any]]:
+        """Requests the server turned away at once (503, admission control): not errors, and not stored."""
+        return [d for d in self.done if d.get("refused")]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [d for d in self.done if not d["ok"] and not d.get("refused")]
+
+    @property
     def unfinished(self) -> list[dict[str, Any]]:
         """Requests sent whose customer was stopped before the answer came (the drain bound ran out)."""
-        finished = {(d["conversation_id"], d["turn"]) for d in self.done}
-        return [s for s in self.sent if (s["conversation_id"], s["turn"]) not in finished]
+        finished = {_key(d) for d in self.done}
+        return [s for s in self.sent if _key(s) not in finished]
 
 
 def _stats(values: list[float]) -> dict[str, float | None]:
@@ -63,12 +77,20 @@ def summarize(ledger: Ledger, duration: float) -> dict[str, Any]:
     generated = [d for d in answered if not d.get("handoff")]
     in_window = [d for d in answered if d["done_at"] <= window_end]
     last = max((d["done_at"] for d in ledger.done), default=start)
-    errors = [d for d in ledger.done if not d["ok"]]
+    errors = ledger.errors
+    refused = ledger.refused
+    # Questions whose customer saw a refusal and never an answer (the level ended before a retry got in).
+    answered_keys = {(d["conversation_id"], d["turn"]) for d in answered}
+    given_up = {(d["conversation_id"], d["turn"]) for d in refused} - answered_keys
     return {
         "requests": len(ledger.sent),
         "answered": len(answered),
         "errors": len(errors),
         "unfinished": len(ledger.unfinished),
+        "refused": len(refused),
+        "refused_share": len(refused) / len(ledger.sent),
+        "questions_refused_never_answered": len(given_up),
+        "refusal_s": _stats([d["total_s"] for d in refused]),
         "error_rate": (len(errors) + len(ledger.unfinished)) / len(ledger.sent),
         "error_samples": sorted({d["error"] for d in errors})[:5],
         "handoffs": {reason: sum(d.get("handoff") == reason for d in answered)
@@ -97,7 +119,9 @@ def summarize(ledger: Ledger, duration: float) -> dict[str, Any]:
 
 
 def check_stored(ledger: Ledger, db: Any, exclude: set[str] = frozenset()) -> dict[str, Any]:
-    """Match every question sent and every answer received against the ``messages`` table."""
+    """Match every question sent and every answer received against the ``messages`` table; a refused
+    question must not be there (nor its conversation, when every question of it was refused)."""
+    refused = {_key(d) for d in ledger.refused}
     conversations = sorted({s["conversation_id"] for s in ledger.sent} - exclude)
     with db.connection() as conn:
         rows = conn.execute(
@@ -120,7 +144,7 @@ def check_stored(ledger: Ledger, db: Any, exclude: set[str] = frozenset()) -> di
     per_conversation_mismatch = 0
     sent_by_conversation: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in ledger.sent:
-        if s["conversation_id"] not in exclude:
+        if s["conversation_id"] not in exclude and _key(s) not in refused:
             sent_by_conversation[s["conversation_id"]].append(s)
     ok = {(d["conversation_id"], d["turn"]) for d in ledger.answered}
     for conversation_id, sent in sent_by_conversation.items():
@@ -133,6 +157,10 @@ def check_stored(ledger: Ledger, db: Any, exclude: set[str] = frozenset()) -> di
                                        "request_ok": (conversation_id, s["turn"]) in ok})
         if len(stored) != len(sent):
             per_conversation_mismatch += 1
+    # Stored questions beyond those admitted: a refused question half-stored (or a duplicate).
+    refused_stored = sum(max(0, len(questions.get(c, [])) - len(sent_by_conversation.get(c, [])))
+                         for c in conversations)
+    only_refused = [c for c in conversations if c not in sent_by_conversation]
     received = 0
     for d in ledger.answered:
         if d["conversation_id"] in exclude:
@@ -144,10 +172,18 @@ def check_stored(ledger: Ledger, db: Any, exclude: set[str] = frozenset()) -> di
         elif text != d["answer"]:
             mismatched.append({"conversation_id": d["conversation_id"], "message_id": d["message_id"]})
     stored_answers = sum(len(a) for a in answers.values())
+    with db.connection() as conn:
+        only_refused_stored = conn.execute(
+            "SELECT count(*) AS n FROM conversations WHERE id = ANY(%s::uuid[])", (only_refused,)
+        ).fetchone()["n"]
     return {
         "conversations_sent": len(conversations),
         "conversations_stored": stored_conversations,
-        "questions_sent": sum(len(v) for v in sent_by_conversation.values()),
+        "questions_sent": sum(len(v) for v in sent_by_conversation.values()),  # admitted ones
+        "questions_refused": len(refused),
+        "refused_questions_stored": refused_stored,
+        "refused_only_conversations": len(only_refused),
+        "refused_only_conversations_stored": only_refused_stored,
         "questions_stored": sum(len(v) for v in questions.values()),
         "answers_received": received,
         "answers_stored": stored_answers,
@@ -161,4 +197,5 @@ def check_stored(ledger: Ledger, db: Any, exclude: set[str] = frozenset()) -> di
         "conversations_with_count_mismatch": per_conversation_mismatch,
         "lost_samples": (lost_questions + lost_answers + mismatched)[:5],
         "zero_lost": not (lost_questions or lost_answers or mismatched),
+        "nothing_refused_stored": not (refused_stored or only_refused_stored),
     }

@@ -102,7 +102,7 @@ def run_customers(server: ServerProcess, users: int, args: argparse.Namespace, l
             seen = Ledger.read(ledger)
             phase = "asking" if elapsed < args.duration else "draining"
             progress(f"{users} users, {phase}: {elapsed:.0f} s, {len(seen.sent)} sent, {len(seen.answered)} answered, "
-                     f"{len(seen.done) - len(seen.answered)} errors, {len(seen.unfinished)} in flight")
+                     f"{len(seen.refused)} refused, {len(seen.errors)} errors, {len(seen.unfinished)} in flight")
             try:
                 process.wait(15)
             except subprocess.TimeoutExpired:
@@ -183,12 +183,13 @@ def print_results(results: dict[str, Any]) -> None:
     def s(level: dict[str, Any], key: str, stat: str) -> float | None:
         return (level["client"].get(key) or {}).get(stat)
 
-    rows = [[lv["users"], lv["client"]["requests"], lv["client"]["answered"], lv["client"]["errors"],
-             lv["client"]["unfinished"], 100 * lv["client"]["error_rate"], lv["client"]["messages_per_s"],
+    rows = [[lv["users"], lv["client"]["requests"], lv["client"]["answered"], lv["client"].get("refused", 0),
+             lv["client"]["errors"], lv["client"]["unfinished"], 100 * lv["client"]["error_rate"],
+             lv["client"]["messages_per_s"],
              lv["client"]["answers_per_s"], lv["client"]["answers_per_s_overall"],
              s(lv, "ttft_s", "p50"), s(lv, "ttft_s", "p95"), s(lv, "total_s", "p50"), s(lv, "total_s", "p95"),
              lv["loadavg_during"]["mean_1min"]] for lv in levels]
-    print(table(["users", "sent", "answered", "errors", "cut off", "error %", "msgs/s", "answers/s",
+    print(table(["users", "sent", "answered", "refused", "errors", "cut off", "error %", "msgs/s", "answers/s",
                  "answers/s all", "TTFT p50 s", "TTFT p95 s", "total p50 s", "total p95 s", "load avg"], rows,
                 title=f"\nLoad test: {results['duration_s']} s per level, think time "
                       f"{results['think_s'][0]:g}-{results['think_s'][1]:g} s (answers/s all: including the drain)"))
@@ -208,10 +209,12 @@ def print_results(results: dict[str, Any]) -> None:
     stored = results["stored"]
     rows = [[lv["users"], c["conversations_sent"], c["conversations_stored"], c["questions_sent"],
              c["questions_stored"], c["answers_received"], c["answers_stored"], c["lost_questions"],
-             c["lost_answers"], c["answer_text_mismatches"], "yes" if c["zero_lost"] else "NO"]
+             c["lost_answers"], c["answer_text_mismatches"], "yes" if c["zero_lost"] else "NO",
+             c["questions_refused"], "no" if c["nothing_refused_stored"] else "YES"]
             for lv in levels if (c := stored[str(lv["users"])])]
-    print(table(["users", "convs sent", "convs stored", "questions sent", "questions stored", "answers received",
-                 "answers stored", "lost questions", "lost answers", "text mismatch", "zero lost"], rows,
+    print(table(["users", "convs sent", "convs stored", "questions admitted", "questions stored", "answers received",
+                 "answers stored", "lost questions", "lost answers", "text mismatch", "zero lost", "refused",
+                 "refused stored"], rows,
                 title="\nEvery message in the database (checked after the server stopped)"))
     print(f"\nserver RSS after warm-up (idle): {results['server_rss_mb_idle']:.0f} MB")
     if pss := [lv["server"]["postgres_pss_mb"] for lv in levels if lv["server"]["postgres_pss_mb"]]:
@@ -265,6 +268,8 @@ def main() -> None:
     print(f"\nwritten to {write_json('load_test', results, args.json)}")
     if not all(c["zero_lost"] for c in stored.values()):
         sys.exit("messages were lost: see 'stored' in the JSON")
+    if not all(c["nothing_refused_stored"] for c in stored.values()):
+        sys.exit("refused questions were stored: see 'stored' in the JSON")
 
 
 if __name__ == "__main__":
