@@ -109,11 +109,13 @@ def main() -> None:
         return
     if not args.tickets.exists():
         parser.error(f"{args.tickets} not found: pass --tickets")
+    import atexit
+    import os
+    import shutil
     import tempfile
 
     home = Path(tempfile.mkdtemp(prefix="supportbot-train-bench-"))
-    import os
-
+    atexit.register(shutil.rmtree, home, ignore_errors=True)  # ~2 GB of checkpoints and converted models
     os.environ["SUPPORTBOT_HOME"] = str(home)
     from finetune.prepare import prepare_dataset
     from supportbot.settings import Settings
