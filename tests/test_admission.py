@@ -7,7 +7,6 @@ another customer's answer.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ from bot.background_server import live_server
 from bot.health import DatabaseProbe
 from bot.service import SupportService
 from supportbot.settings import Settings
+from tests.test_api import sse_events
 
 SAMPLE_KB = Path(__file__).resolve().parents[1] / "bot" / "sample_kb"
 QUESTION = "What does a solid amber light mean?"  # on topic: answered by the model, not handed off
@@ -110,16 +110,10 @@ def _wait(condition: Any, timeout: float = 60, what: str = "") -> None:
 
 
 def _sse_events(url: str, conversation_id: str) -> list[tuple[str, dict]]:
-    events, name = [], None
     with httpx.stream("POST", f"{url}/api/chat", timeout=300,
                       json={"message": QUESTION, "conversation_id": conversation_id, "stream": True}) as response:
         assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line.removeprefix("data: "))))
-    return events
+        return sse_events(response)
 
 
 def _refused(channel: str) -> float:
