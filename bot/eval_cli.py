@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from supportbot.settings import get_settings
@@ -41,10 +41,16 @@ def _cli() -> Any:
 
 
 @contextmanager
-def _progress(description: str, total: int) -> Iterator[Any]:
+def _bar(description: str, total: int | None, transient: bool = True) -> Iterator[tuple[Progress, TaskID]]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=_cli().err, transient=True) as progress:
-        task = progress.add_task(description, total=total)
+    with Progress(*columns, console=_cli().err, transient=transient) as progress:
+        yield progress, progress.add_task(description, total=total)
+
+
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Any]:
+    """A bar and its step function (``step()``, or ``step("new description")``)."""
+    with _bar(description, total) as (progress, task):
         yield lambda text=None: progress.update(task, advance=1, **({"description": text} if text else {}))
 
 
@@ -140,7 +146,7 @@ def eval_retrieval(
         searcher = Searcher.from_settings(db, get_embedder(settings), settings)
         with _progress("retrieving", len(qs)) as step:
             def retrieve(q: Question) -> list[str]:
-                hits = searcher.search(q.question, max(KS), q.group or collection if not collection else collection)
+                hits = searcher.search(q.question, max(KS), collection or q.group or None)
                 step()
                 return [h.text for h in hits]
 
@@ -292,7 +298,7 @@ def compare(
     from bot.evals.report import markdown_table, write_report
     from finetune.train_config import load_config
     from ingestion.embed import get_embedder
-    from ingestion.pipeline import Ingestor, expand_paths
+    from ingestion.pipeline import Ingestor
 
     cli = _cli()
     settings = get_settings()
@@ -311,15 +317,12 @@ def compare(
     folder = out or settings.home / "reports" / f"compare-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     with cli._database() as db:
         if kb:
-            ingestor = Ingestor(db, get_embedder(settings), settings)
-            for path, source in expand_paths(kb):
-                outcome = ingestor.ingest_file(path, source, collection or "default")
+            outcomes = Ingestor(db, get_embedder(settings), settings).ingest_paths(kb, collection or "default")
+            for outcome in outcomes:
                 if not outcome.ok:
                     raise cli._fail(outcome.message)
-                cli.console.print(f"{outcome.outcome:>9}  {source}", highlight=False)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=cli.err) as progress:
-            task = progress.add_task("comparing", total=None)
+                cli.console.print(f"{outcome.outcome:>9}  {outcome.source}", highlight=False)
+        with _bar("comparing", None, transient=False) as (progress, task):
             stages: list[str] = []
 
             def report_progress(stage: str, done: int, total: int) -> None:

@@ -170,17 +170,23 @@ class AdapterDeployer:
         s = self.settings
         return LoraServer(s.llm_url, s.llm_api_key, s.llm_adapter_root)
 
+    def _open_for(self, adapter: Adapter | None, unchanged: str) -> LoraServer:
+        """The server, once *adapter* (None: the base model) is known to be servable; else one error
+        that ends with what stayed unchanged."""
+        try:
+            if adapter is not None:
+                check_servable(adapter)
+            return self._server()
+        except HandoffError as exc:
+            raise HandoffError(f"{exc}; {unchanged}") from None
+
     def promote(self, version: str, scope: str = DEFAULT_SCOPE) -> Handoff:
         """Make *version* live in *scope*; with a server, only once the server has loaded it."""
         adapter = self.registry.get(version)
         if not self.uses_server:
             return Handoff(self.registry.promote(version, scope))
         replaced = self.registry.live().get(scope)
-        try:
-            check_servable(adapter)
-            server = self._server()
-        except HandoffError as exc:
-            raise HandoffError(f"{exc}; {version} was not promoted") from None
+        server = self._open_for(adapter, f"{version} was not promoted")
         try:
             try:
                 handoff = Handoff(adapter, loaded=self._ensure_loaded(server, adapter))
@@ -203,12 +209,7 @@ class AdapterDeployer:
             return Handoff(self.registry.rollback(scope))
         target = self.registry.rollback_target(scope)  # RegistryError when there is nothing to roll back
         replaced = self.registry.live().get(scope)
-        try:
-            if target is not None:
-                check_servable(target)
-            server = self._server()
-        except HandoffError as exc:
-            raise HandoffError(f"{exc}; nothing was rolled back") from None
+        server = self._open_for(target, "nothing was rolled back")
         try:
             try:
                 loaded = self._ensure_loaded(server, target) if target else []

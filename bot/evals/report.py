@@ -26,6 +26,8 @@ COLUMNS: Sequence[tuple[str, str, int]] = (
     ("adapter_mb", "adapter MB", 1),
 )
 
+TITLES = {key: title for key, title, _ in COLUMNS}
+
 # (file stem, title, metric keys, y label): one grouped bar chart each.
 CHARTS: Sequence[tuple[str, str, Sequence[str], str]] = (
     ("quality", "Answer quality and safety (higher is better)",
@@ -70,7 +72,7 @@ def write_charts(summary: Mapping[str, Mapping[str, Any]], folder: Path) -> list
             present = [(j, summary[n][key]) for j, n in enumerate(names) if summary[n].get(key) is not None]
             xs = [j + (i - (len(keys) - 1) / 2) * width for j, _ in present]
             values = [v for _, v in present]
-            bars = ax.bar(xs, values, width, label=dict((k, t) for k, t, _ in COLUMNS)[key])
+            bars = ax.bar(xs, values, width, label=TITLES[key])
             ax.bar_label(bars, fmt="%.2f" if max(values, default=0) <= 1 else "%.0f", fontsize=7)
         ax.set_xticks(range(len(names)), names, rotation=20)
         ax.set_title(title)
