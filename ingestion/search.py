@@ -199,6 +199,12 @@ class Searcher:
             "k": k,
         }
 
+    def term_idf(self, query: str) -> dict[str, float]:
+        """BM25's IDF of each of the query's lexemes that the knowledge base holds."""
+        with self.db.connection() as conn:
+            rows = conn.execute(_TERMS_SQL, (query,)).fetchall()
+        return {row["lexeme"]: float(row["idf"]) for row in rows}
+
     def vocabulary_coverage(self, query: str) -> float:
         """Share of the query's content words that occur anywhere in the knowledge base (1.0 for none).
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.evals.retrieval import Question, trigrams
+from bot.evals.retrieval import Question, coverage, trigrams
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -105,6 +105,26 @@ def faithfulness(
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # any embedder: cosine
     best = (vectors[: len(claims)] @ vectors[len(claims) :].T).max(axis=1)
     return float((best >= threshold).mean())
+
+
+def holds_gold(answer: str, gold: str, threshold: float = 0.5) -> bool:
+    """The answer text itself holds at least *threshold* of the gold answer's word trigrams: what a
+    customer reads carries the manual's answer (the retrieval rule, applied to the answer)."""
+    return coverage(gold, [strip_markers(answer)]) >= threshold
+
+
+_LOOP_NGRAM = 8
+
+
+def loops(text: str, repeats: int = 3) -> bool:
+    """The answer repeats itself: one sentence *repeats* times or more, or one run of eight words
+    that often (a loop without sentence punctuation: "tap the icon tap the icon …")."""
+    counted = Counter(" ".join(normalize(s)) for s in sentences(text))
+    if counted and counted.most_common(1)[0][1] >= repeats:
+        return True
+    words = normalize(text)
+    grams = Counter(tuple(words[i : i + _LOOP_NGRAM]) for i in range(len(words) - _LOOP_NGRAM + 1))
+    return bool(grams) and grams.most_common(1)[0][1] >= repeats
 
 
 def contains_gold(passage: str, gold: str, min_trigrams: int = 5) -> bool:

@@ -1,0 +1,127 @@
+"""Span selection: the part of the retrieved passages that answers the question, kept verbatim.
+
+Passages arrive as lines (the chunker keeps one sentence, list item or table row a line). Each line is
+scored by the question's terms it holds, weighted by their IDF in the knowledge base; the passage's
+heading counts too (manual headings name the task: "Time zone converter"). The best passage among the
+top retrieved ones is chosen by that match plus its retrieval rank, and the span is the whole passage
+when it is short, else its opening line (the what-and-where: "From Settings, tap Display") and the
+run of lines around the best match, within a word budget.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ingestion.search import Hit
+
+_WORD = re.compile(r"[a-z0-9]+")
+# Postgres' english stop words, the ones questions use: what the full-text side ignores, this ignores.
+_STOP = frozenset(
+    """
+    a about above after again against all am an and any are as at be because been before being below between
+    both but by can could did do does doing down during each few for from further had has have having he her
+    here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
+    now of off on once only or other our ours out over own same she should so some such than that the their
+    theirs them themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself
+    """.split()
+)
+SHORT_PASSAGE_WORDS = 110  # quote such a passage whole: a manual section this short is the answer
+SPAN_WORDS = 90  # otherwise the opening line and the best-matching run of lines, within this budget
+_RANK_PRIOR = 0.15  # what one retrieval rank is worth against the match (which runs 0-2)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    from nltk.stem.snowball import SnowballStemmer
+
+    return SnowballStemmer("english")  # the Snowball English stemmer, as Postgres' 'english' text search
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    return _stemmer().stem(word)
+
+
+def terms(text: str) -> set[str]:
+    """The stemmed content words of *text* (comparable with Postgres 'english' lexemes)."""
+    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+@dataclass(frozen=True)
+class Span:
+    passage: int  # the passage's number in the prompt / citation (1-based)
+    text: str  # verbatim lines of the passage, joined by newlines
+    match: float  # IDF-weighted share of the question's terms that the span and its heading hold
+    heading_match: float
+    whole: bool  # the whole passage
+
+
+def _weights(question: str, idf: Mapping[str, float]) -> dict[str, float]:
+    # Terms the knowledge base never uses carry no weight here: the handoff gate judges those.
+    return {t: idf[t] for t in terms(question) if idf.get(t, 0) > 0}
+
+
+def _share(weights: Mapping[str, float], have: set[str]) -> float:
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if t in have) / total if total else 0.0
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def _window(lines: list[str], scores: list[float], budget: int) -> list[int]:
+    """Indexes of the opening line plus the best run of lines (by summed score) that fits *budget*."""
+    words = [len(line.split()) for line in lines]
+    best, best_score = [0], -1.0
+    for start in range(1, len(lines)):
+        used, score = words[0], scores[0]
+        chosen = [0]
+        for i in range(start, len(lines)):
+            if used + words[i] > budget and len(chosen) > 1:
+                break
+            chosen.append(i)
+            used += words[i]
+            score += scores[i]
+        # a run that reaches a line before its best one starts earlier: prefer the earliest start
+        if score > best_score + 1e-9:
+            best, best_score = chosen, score
+    return best
+
+
+def select_span(
+    question: str,
+    passages: Sequence[Hit],
+    idf: Mapping[str, float],
+    short_words: int = SHORT_PASSAGE_WORDS,
+    span_words: int = SPAN_WORDS,
+) -> Span | None:
+    """The span of *passages* (in retrieval order) that answers *question*; None without passages."""
+    if not passages:
+        return None
+    weights = _weights(question, idf)
+    best: tuple[float, int, list[str], list[float], float] | None = None
+    for number, hit in enumerate(passages, 1):
+        lines = _lines(hit.text)
+        if not lines:
+            continue
+        heading = _share(weights, terms(" ".join(hit.heading_path[-2:])))
+        line_scores = [_share(weights, terms(line)) for line in lines]
+        whole = _share(weights, terms(hit.text))
+        score = heading + max(line_scores) + whole - _RANK_PRIOR * (number - 1)
+        if best is None or score > best[0]:
+            best = (score, number, lines, line_scores, heading)
+    if best is None:
+        return None
+    _, number, lines, line_scores, heading = best
+    if sum(len(line.split()) for line in lines) <= short_words:
+        chosen, whole_passage = list(range(len(lines))), True
+    else:
+        chosen, whole_passage = _window(lines, line_scores, span_words), False
+    text = "\n".join(lines[i] for i in chosen)
+    match = _share(weights, terms(text) | terms(" ".join(passages[number - 1].heading_path[-2:])))
+    return Span(number, text, match, heading, whole_passage)
