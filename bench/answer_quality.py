@@ -15,7 +15,6 @@ Every answer is written to the JSON (``bench/results/answer_quality.json``) so t
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,14 +48,6 @@ def knowledge_bases() -> dict[str, KnowledgeBase]:
             kbs[folder.name] = KnowledgeBase(folder.name, sorted(folder.iterdir()),
                                              DATA / f"{folder.name}_questions.csv")
     return kbs
-
-
-def _questions(path: Path, limit: int | None) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if (r.get("answerable") or "true").lower() != "false"]
-    for i, row in enumerate(rows):
-        row.setdefault("question_id", str(i))
-    return rows[:limit] if limit is not None else rows
 
 
 def _ask(client: Any, url: str, question: str, collection: str) -> dict[str, Any]:
@@ -101,6 +92,7 @@ def main() -> None:
     os.environ.setdefault("SUPPORTBOT_LOG_LEVEL", "WARNING")
 
     from bot.evals.answers import holds_gold, loops, token_f1
+    from bot.evals.retrieval import load_questions
 
     results: dict[str, Any] = {"environment": environment(), "kbs": {}}
     with fresh_home() as (settings, db):
@@ -117,13 +109,14 @@ def main() -> None:
         with live_server(create_app(service, mount_chat=False)) as url, httpx.Client() as client:
             for kb in chosen:
                 rows = []
-                for i, q in enumerate(_questions(kb.questions, args.limit), 1):
-                    reply = _ask(client, url, q["question"], kb.name)
-                    rows.append({"id": q["question_id"], "question": q["question"], "gold": q["answer"],
+                answerable = [q for q in load_questions(kb.questions) if q.answerable]
+                for i, q in enumerate(answerable[: args.limit] if args.limit is not None else answerable, 1):
+                    reply = _ask(client, url, q.question, kb.name)
+                    rows.append({"id": q.id, "question": q.question, "gold": q.answer,
                                  "answer": reply["answer"], "handoff": reply["handoff"],
                                  "handed_off": reply["handoff"] is not None,
-                                 "holds_gold": reply["handoff"] is None and holds_gold(reply["answer"], q["answer"]),
-                                 "f1": 0.0 if reply["handoff"] else token_f1(reply["answer"], q["answer"]),
+                                 "holds_gold": reply["handoff"] is None and holds_gold(reply["answer"], q.answer),
+                                 "f1": 0.0 if reply["handoff"] else token_f1(reply["answer"], q.answer),
                                  "loops": loops(reply["answer"]), "attribution": reply.get("attribution"),
                                  "citations": [c["heading_path"] for c in reply["citations"]],
                                  "ttft_ms": reply["timings_ms"]["first_token"],

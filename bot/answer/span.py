@@ -62,12 +62,14 @@ class Span:
 
 def _weights(question: str, idf: Mapping[str, float]) -> dict[str, float]:
     # Terms the knowledge base never uses carry no weight here: the handoff gate judges those.
-    return {t: idf[t] for t in terms(question) if idf.get(t, 0) > 0}
+    weights = {t: idf[t] for t in terms(question) if idf.get(t, 0) > 0}
+    total = sum(weights.values())
+    return {t: w / total for t, w in weights.items()}  # normalised once, not per scored line
 
 
 def _share(weights: Mapping[str, float], have: set[str]) -> float:
-    total = sum(weights.values())
-    return sum(w for t, w in weights.items() if t in have) / total if total else 0.0
+    """Share of the weighted question terms found in *have* (weights already sum to 1)."""
+    return sum(w for t, w in weights.items() if t in have)
 
 
 def _lines(text: str) -> list[str]:
