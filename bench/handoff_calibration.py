@@ -1,76 +1,103 @@
-"""Calibrates and checks the handoff threshold: relevance (best passage similarity × vocabulary
-coverage) of answerable questions (the S10 dev set) vs. questions about products that are not in
-the knowledge base (bot/evals/data/off_topic_questions.txt); with --generate, also runs the full
-chain on every question and counts answers that cite at least one passage."""
+"""Calibrates and checks the handoff gate per knowledge base: its signals (relevance = best passage
+similarity × vocabulary coverage; span match = IDF-weighted share of the question's terms the chosen
+span and its heading hold) for every answerable question of each knowledge base and for the off-topic
+questions asked of each, then a grid of thresholds: answerable questions kept, off-topic handed off.
+
+Knowledge bases as in bench/answer_quality.py (S10, the sample KB, and each fetched by
+bench/kbs/fetch_kb.sh). Retrieval only, no generation: a few minutes. ``--signals`` re-reads the JSON
+of an earlier run instead of recomputing.
+"""
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
+import os
 from pathlib import Path
+from typing import Any
 
-from _common import REPO, S10_HTML, S10_QUESTIONS, environment, fresh_home, progress, table, write_json
+from _common import environment, fresh_home, progress, table, write_json
+from answer_quality import DATA, knowledge_bases
 
-OFF_TOPIC = REPO / "bot" / "evals" / "data" / "off_topic_questions.txt"
+RELEVANCE = [0.0, 0.2, 0.24, 0.27, 0.3]
+SPAN_MATCH = [0.0, 0.2, 0.3, 0.4, 0.5]
+
+
+def _signals(chain: Any, question: str, collection: str, gold: str | None) -> dict[str, Any]:
+    from bot.answer.compose import span_text
+    from bot.answer.span import select_span
+    from bot.evals.answers import holds_gold
+
+    hits = chain.searcher.search(question, chain.k, collection)
+    span = select_span(question, hits, chain.searcher.term_idf(question))
+    s = chain.signals(question, hits, span)
+    return {"question": question, "similarity": s.similarity, "coverage": s.coverage, "relevance": s.relevance,
+            "span_match": s.span_match, "span_holds_gold": bool(span and gold and holds_gold(span_text(span), gold))}
+
+
+def collect(kb_names: list[str] | None, off_topic: list[str]) -> dict[str, Any]:
+    from bot.evals.retrieval import load_questions
+
+    kbs = knowledge_bases()
+    chosen = [kbs[n] for n in (kb_names or kbs)]
+    out: dict[str, Any] = {}
+    with fresh_home() as (settings, db):
+        from bot.service import SupportService
+
+        service = SupportService(settings, db=db)
+        for kb in chosen:
+            service.ingestor.ingest_paths(kb.documents, collection=kb.name)
+            answerable = [q for q in load_questions(kb.questions) if q.answerable]
+            out[kb.name] = {
+                "answerable": [_signals(service.chain, q.question, kb.name, q.answer) for q in answerable],
+                "off_topic": [_signals(service.chain, q, kb.name, None) for q in off_topic],
+            }
+            progress(f"{kb.name}: {len(answerable)} answerable, {len(off_topic)} off-topic")
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--manual", type=Path, default=S10_HTML)
-    parser.add_argument("--questions", type=Path, default=S10_QUESTIONS)
-    parser.add_argument("--off-topic", type=Path, default=OFF_TOPIC)
-    parser.add_argument("--generate", action="store_true", help="also run the full chain and count citations")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kb", action="append", help="knowledge bases (default: all found)")
+    parser.add_argument("--off-topic", type=Path, action="append",
+                        help=f"off-topic question files (default: {DATA.name}/off_topic_questions*.txt)")
+    parser.add_argument("--signals", type=Path, help="re-read the signals of an earlier run's JSON")
     args = parser.parse_args()
-    if not args.manual.exists() or not args.questions.exists():
-        parser.error(f"{args.manual} or {args.questions} not found: pass --manual and --questions")
+    os.environ.setdefault("SUPPORTBOT_LOG_LEVEL", "WARNING")
+    from supportbot.settings import Settings
 
-    with fresh_home() as (settings, db):
-        from bot.service import SupportService
-        from ingestion.pipeline import Ingestor
+    configured = Settings()
+    if args.signals:
+        signals = json.loads(args.signals.read_text())["signals"]
+    else:
+        files = args.off_topic or sorted(DATA.glob("off_topic_questions*.txt"))
+        off_topic = list(dict.fromkeys(q for f in files for q in f.read_text().splitlines() if q.strip()))
+        signals = collect(args.kb, off_topic)
 
-        service = SupportService(settings, db=db)
-        Ingestor(db, service.embedder, settings).ingest_paths([args.manual])
-        with args.questions.open(encoding="utf-8") as f:
-            answerable = [row["question"] for row in csv.DictReader(f)]
-        off_topic = [q for q in args.off_topic.read_text().splitlines() if q.strip()]
-        chain = service.chain
+    def passes(row: dict[str, Any], relevance: float, span_match: float) -> bool:
+        return row["relevance"] >= relevance and row["span_match"] >= span_match
 
-        def relevance(q: str) -> float:
-            return chain.relevance(q, service.searcher.search(q, chain.k))
-
-        scores = {"answerable": [relevance(q) for q in answerable], "off_topic": [relevance(q) for q in off_topic]}
-        progress("relevance computed")
-        threshold = chain.min_relevance
-        rows = []
-        for t in sorted({0.2, 0.22, 0.24, 0.25, 0.26, 0.27, 0.28, 0.3, 0.32, threshold}):
-            kept = sum(s >= t for s in scores["answerable"])
-            caught = sum(s < t for s in scores["off_topic"])
-            rows.append([f"{t:.2f}{' (configured)' if t == threshold else ''}",
-                         f"{kept}/{len(answerable)}", f"{caught}/{len(off_topic)}"])
-        print(table(["threshold", "answerable answered", "off-topic handed off"], rows,
-                    title=f"Handoff threshold on {args.manual.name}"))
-        low = sorted(zip(scores["answerable"], answerable, strict=True))[:3]
-        high = sorted(zip(scores["off_topic"], off_topic, strict=True))[-3:]
-        print("\nlowest answerable:", *(f"  {s:.3f} {q}" for s, q in low), sep="\n")
-        print("highest off-topic:", *(f"  {s:.3f} {q}" for s, q in high), sep="\n")
-
-        generated = {}
-        if args.generate:
-            answers = [service.chain.answer(q) for q in answerable]
-            offs = [service.chain.answer(q) for q in off_topic]
-            generated = {
-                "answerable": len(answers),
-                "answered_with_citation": sum(bool(a.citations) and a.handoff is None for a in answers),
-                "handed_off": {r: sum(1 for a in answers if a.handoff and a.handoff.reason == r)
-                               for r in ("no_relevant_passages", "model_unsure", "customer_asked")},
-                "answers_without_citation": sum(not a.citations and a.handoff is None for a in answers),
-                "citations_by_model": sum(a.attribution == "model" for a in answers if a.citations),
-                "off_topic_handed_off": sum(a.handoff is not None for a in offs),
-                "off_topic": len(offs),
-            }
-            print("\nfull chain:", generated)
-    path = write_json("handoff_calibration", {"environment": environment(), "threshold": threshold,
-                                              "scores": scores, "generated": generated})
+    rows = []
+    for r in sorted({*RELEVANCE, configured.min_relevance}):
+        for m in sorted({*SPAN_MATCH, configured.min_span_match}):
+            mark = " (configured)" if (r, m) == (configured.min_relevance, configured.min_span_match) else ""
+            cells = [f"{r:.2f}/{m:.2f}{mark}"]
+            for kb in signals.values():
+                kept = sum(passes(x, r, m) for x in kb["answerable"])
+                caught = sum(not passes(x, r, m) for x in kb["off_topic"])
+                cells += [f"{kept}/{len(kb['answerable'])}", f"{caught}/{len(kb['off_topic'])}"]
+            rows.append(cells)
+    headers = ["relevance/span"] + [f"{name} {what}" for name in signals for what in ("kept", "off-topic out")]
+    print(table(headers, rows, title="Handoff gate: answerable questions kept, off-topic questions handed off"))
+    for name, kb in signals.items():
+        r, m = configured.min_relevance, configured.min_span_match
+        lost = [x for x in kb["answerable"] if not passes(x, r, m)]
+        through = [x for x in kb["off_topic"] if passes(x, r, m)]
+        print(f"\n{name}: answerable handed off {len(lost)}, off-topic answered {len(through)}")
+        for x in lost + through:
+            print(f"  rel={x['relevance']:.3f} span={x['span_match']:.2f} {x['question']}")
+    path = write_json("handoff_calibration", {"environment": environment(), "signals": signals,
+                                              "configured": [configured.min_relevance, configured.min_span_match]})
     print(f"\nwritten to {path}")
 
 

@@ -16,29 +16,31 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableLambda
 
+from bot.answer.checks import SentenceCheck
+from bot.answer.compose import ClosingLines, composed_text
+from bot.answer.followup import standalone_question
+from bot.answer.gate import GateSignals, answerable, request_handoff
+from bot.answer.span import Span, select_span
 from bot.conversations import Turn
 from bot.prompt import build_messages, condense_messages
 from ingestion.search import Hit, Searcher
+from supportbot.settings import Settings
 
-ASKS_FOR_PERSON = re.compile(
-    r"\b(talk|speak|chat|connect|transfer|put)\b[^.?!]{0,30}\b(human|person|agent|someone|somebody|representative|"
-    r"operator|people|staff)\b|\b(real|live|actual) (person|human|agent)\b|\bhuman (agent|support)\b",
-    re.IGNORECASE,
-)
-_REFERS_BACK = re.compile(r"\b(it|its|that|this|these|those|they|them|there|one|same|also|too|else|instead)\b", re.I)
 UNSURE = re.compile(
     r"\b(i (do not|don't) know|i'm not sure|i am not sure|cannot find|can't find|no information)\b", re.I
 )
 # A small model tends to go on with a made-up next question: stop there.
 STOP = ["\nCustomer question:", "\nQuestion:", "\nQ:", "\nCustomer:"]
-_MIN_WORDS = 3
 _ANSWER_LABEL = re.compile(r"^\s*(?:A|Answer)\s*:\s*", re.IGNORECASE)
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an the and or to of in on for with your you is are be it this that from by as at can i my".split())
+ANSWER_MODES = ("compose", "generate")
 
 HANDOFF_TEXT = {
     "customer_asked": "Of course — I'm passing you to a member of our support team, who will see this conversation.",
+    "needs_account_access": "That needs someone who can look into your account or order, so I'm passing you to a "
+    "member of our support team, who will see this conversation.",
     "no_relevant_passages": "I couldn't find that in our documentation, so I'm passing your question to a member of "
     "our support team.",
     "model_unsure": "I'm not sure about that one, so I'm passing your question to a member of our support team.",
@@ -47,7 +49,7 @@ HANDOFF_TEXT = {
 
 @dataclass(frozen=True)
 class Handoff:
-    reason: str  # customer_asked | no_relevant_passages | model_unsure
+    reason: str  # customer_asked | needs_account_access | no_relevant_passages | model_unsure
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,10 @@ class Answer:
     passages: list[Passage] = field(default_factory=list)
     citations: list[Citation] = field(default_factory=list)
     handoff: Handoff | None = None
-    # model: the model wrote the [n]; overlap: added by word overlap; extractive: the model said too
-    # little, so the answer quotes the best passage
-    attribution: str = "model"
+    # quoted: the answer quotes the span that answers (compose mode, or no written sentence passed);
+    # model: the model wrote the [n]; overlap: the model wrote no [n], added by word overlap
+    attribution: str = "quoted"
+    closing: str = ""  # the closing line at the end of the text (no facts: checked by safe_closing)
     model: str | None = None
     adapter: str | None = None
     retrieval_ms: int = 0
@@ -112,6 +115,7 @@ class Prepared:
     passages: list[Passage]
     messages: list
     handoff: Handoff | None
+    span: Span | None = None  # the part of the passages that answers (None when handed off)
 
 
 class _CitationFilter:
@@ -137,18 +141,14 @@ class _CitationFilter:
         return self._clean(text)
 
 
-def _lead(text: str, sentences: int = 2) -> str:
-    """The first sentences of a passage (FAQ labels dropped)."""
-    text = re.sub(r"^Q: .*?\nA: ", "", text, flags=re.DOTALL).replace("\n", " ")
-    parts = re.split(r"(?<=[.!?])\s+", text.strip())
-    return " ".join(parts[:sentences])
-
-
 def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
 class SupportChain:
+    """*mode* ``compose`` quotes the span that answers (the packaged model cannot restate a manual);
+    ``generate`` lets the model write, sentence by sentence, behind :class:`SentenceCheck`."""
+
     def __init__(
         self,
         searcher: Searcher,
@@ -156,17 +156,29 @@ class SupportChain:
         *,
         k: int = 3,
         min_relevance: float = 0.27,
+        min_span_match: float = 0.2,
         condense: str = "heuristic",
         max_passage_chars: int = 600,
+        mode: str = "compose",
     ) -> None:
+        if mode not in ANSWER_MODES:
+            raise ValueError(f"answer mode must be one of {ANSWER_MODES}, not {mode!r}")
         self.searcher = searcher
         self.chat_model = chat_model
         self.k = k
         self.min_relevance = min_relevance
+        self.min_span_match = min_span_match
         self.condense_mode = condense
         self.max_passage_chars = max_passage_chars
-        # question in → prompt ready; timed as "retrieval" (embedding, search, prompt assembly)
+        self.mode = mode
+        self.closings = ClosingLines()
+        # question in → span chosen, prompt ready; timed as "retrieval" (embedding, search, span, prompt)
         self.prepare = RunnableLambda(self._condense) | RunnableLambda(self._retrieve) | RunnableLambda(self._prompt)
+
+    @classmethod
+    def from_settings(cls, searcher: Searcher, chat_model: BaseChatModel, settings: Settings) -> SupportChain:
+        return cls(searcher, chat_model, k=settings.answer_passages, min_relevance=settings.min_relevance,
+                   min_span_match=settings.min_span_match, condense=settings.condense, mode=settings.answer_mode)
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -179,33 +191,41 @@ class SupportChain:
             transcript = "\n".join(f"{t.role}: {t.content}" for t in history[-4:])
             standalone = self.chat_model.invoke(condense_messages(transcript, question), max_tokens=48).content
             standalone = str(standalone).strip().split("\n")[0] or question
-        elif previous and self.condense_mode == "heuristic" and (
-            len(question.split()) <= 6 or _REFERS_BACK.search(question)
-        ):
-            # A small model rewrites follow-ups unreliably; joining the previous question keeps
-            # the topic for retrieval at no latency cost.
-            standalone = f"{previous[-1]} {question}"
+        elif self.condense_mode == "heuristic":
+            standalone = standalone_question(question, previous)
         return {**state, "standalone": standalone}
 
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
-        if ASKS_FOR_PERSON.search(state["question"]):
-            return {**state, "hits": [], "handoff": Handoff("customer_asked")}
-        hits = self.searcher.search(state["standalone"], self.k, state.get("collection"), state.get("product"))
-        relevant = self.relevance(state["question"], hits) >= self.min_relevance
-        handoff = None if relevant else Handoff("no_relevant_passages")
-        return {**state, "hits": hits if handoff is None else [], "handoff": handoff}
+        if reason := request_handoff(state["question"]):
+            return {**state, "hits": [], "span": None, "handoff": Handoff(reason)}
+        question = state["standalone"]
+        hits = self.searcher.search(question, self.k, state.get("collection"), state.get("product"))
+        span = select_span(question, hits, self.searcher.term_idf(question))
+        signals = self.signals(question, hits, span)
+        handoff = None if self.answerable(signals) else Handoff("no_relevant_passages")
+        return {**state, "hits": hits if handoff is None else [], "span": span, "handoff": handoff}
+
+    def signals(self, question: str, hits: Sequence[Hit], span: Span | None) -> GateSignals:
+        best = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
+        return GateSignals(best, self.searcher.vocabulary_coverage(question), span.match if span else 0.0)
+
+    def answerable(self, signals: GateSignals) -> bool:
+        """Thresholds calibrated on three knowledge bases by bench/handoff_calibration.py."""
+        return answerable(signals, self.min_relevance, self.min_span_match)
 
     def relevance(self, question: str, hits: Sequence[Hit]) -> float:
         """The best passage's cosine similarity, discounted by the share of the question's words the
-        knowledge base has never seen (calibrated by bench/handoff_calibration.py)."""
-        best = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
-        return best * self.searcher.vocabulary_coverage(question)
+        knowledge base has never seen."""
+        return self.signals(question, hits, None).relevance
 
     def _prompt(self, state: dict[str, Any]) -> Prepared:
         hits: list[Hit] = state["hits"]
         passages = [Passage(i, h) for i, h in enumerate(hits, 1)]
-        messages = build_messages(state["standalone"], hits, self.max_passage_chars) if hits else []
-        return Prepared(state["question"], state["standalone"], passages, messages, state["handoff"])
+        messages = []
+        if hits and self.mode == "generate":
+            messages = build_messages(state["standalone"], hits, self.max_passage_chars)
+        span = state["span"] if hits else None
+        return Prepared(state["question"], state["standalone"], passages, messages, state["handoff"], span)
 
     def _cite(self, text: str, passages: list[Passage]) -> tuple[str, list[Citation], str]:
         """Keep the model's [n]; if it gave none, cite the passage the answer overlaps most."""
@@ -219,6 +239,25 @@ class SupportChain:
         by_number = {p.number: p for p in passages}
         return text, [Citation.of(by_number[n]) for n in dict.fromkeys(cited)], attribution
 
+    def _generate(self, prepared: Prepared, model: BaseChatModel) -> Iterator[str]:
+        """The model's answer, only the sentences that pass :class:`SentenceCheck`; stops the model at
+        the first that fails."""
+        check = SentenceCheck(prepared.standalone, [p.hit.text for p in prepared.passages])
+        citations = _CitationFilter({p.number for p in prepared.passages})
+        first = True
+        for chunk in model.stream(prepared.messages, stop=STOP):
+            piece = citations.feed(chunk.content if isinstance(chunk.content, str) else "")
+            for sentence in check.feed(piece):
+                if first:
+                    sentence, first = _ANSWER_LABEL.sub("", sentence), False
+                yield sentence
+            if check.failure:
+                break  # closing the stream cancels the generation
+        if not check.failure:
+            yield from check.feed(citations.flush())
+            if (tail := check.finish()) and check.shown:
+                yield tail
+
     # --- public --------------------------------------------------------------------------
 
     def stream(
@@ -230,7 +269,7 @@ class SupportChain:
         chat_model: BaseChatModel | None = None,
         adapter: str | None = None,
     ) -> Iterator[str | Answer]:
-        """Yield the answer's text as it is generated, then the final :class:`Answer`.
+        """Yield the answer's text as it is composed, then the final :class:`Answer`.
 
         *chat_model* overrides the chain's model for this answer (the tone adapter live for the
         conversation's product or collection); *adapter* names it in the answer.
@@ -244,49 +283,41 @@ class SupportChain:
         model_name = getattr(model, "model_name", None) or model._llm_type
         answer = Answer("", prepared.standalone, prepared.passages, model=model_name, adapter=adapter,
                         retrieval_ms=retrieval_ms, handoff=prepared.handoff)
-        if prepared.handoff is None:
-            parts: list[str] = []
-            opening = ""  # held back until it has a few words: a bare "A: [1]" is no answer
-            citations = _CitationFilter({p.number for p in prepared.passages})
-            for chunk in model.stream(prepared.messages, stop=STOP):
-                piece = citations.feed(chunk.content if isinstance(chunk.content, str) else "")
-                if not parts:
-                    opening += piece
-                    if len(_CITATION.sub("", opening).split()) < _MIN_WORDS:
-                        continue
-                    piece = _ANSWER_LABEL.sub("", opening)
-                if piece:
-                    if answer.ttft_ms is None:
-                        answer.ttft_ms = int((time.perf_counter() - started) * 1000)
-                    parts.append(piece)
-                    yield piece
-            if tail := citations.flush():
-                if parts:
-                    parts.append(tail)
-                    yield tail
-                else:
-                    opening += tail
-            raw = "".join(parts)
-            if not parts and prepared.passages:
-                # Too short to be an answer: quote the best passage instead (facts from retrieval).
-                raw = f"From our documentation: {_lead(prepared.passages[0].hit.text)} [1]"
+
+        def shown(piece: str) -> str:
+            if answer.ttft_ms is None:
                 answer.ttft_ms = int((time.perf_counter() - started) * 1000)
-                yield raw
-                answer.attribution = "extractive"
-            if UNSURE.search(raw) or not raw.strip():
+            return piece
+
+        if prepared.handoff is not None:
+            answer.text = shown(HANDOFF_TEXT[prepared.handoff.reason])
+            yield answer.text
+        else:
+            parts: list[str] = []
+            if self.mode == "generate":
+                for piece in self._generate(prepared, model):
+                    parts.append(piece)
+                    yield shown(piece)
+            written = "".join(parts).strip()
+            if written and UNSURE.search(written):
                 answer.handoff = Handoff("model_unsure")
                 yield "\n\n" + HANDOFF_TEXT["model_unsure"]
-                answer.text = f"{raw.strip()}\n\n{HANDOFF_TEXT['model_unsure']}".strip()
+                answer.text = f"{written}\n\n{HANDOFF_TEXT['model_unsure']}"
             else:
-                text, answer.citations, attribution = self._cite(raw.strip(), prepared.passages)
-                answer.attribution = answer.attribution if answer.attribution == "extractive" else attribution
-                if text.startswith(raw.strip()) and len(text) > len(raw.strip()):
-                    yield text[len(raw.strip()):]  # the streamed text ends as the stored text does
-                answer.text = text
-        else:
-            answer.text = HANDOFF_TEXT[prepared.handoff.reason]
-            answer.ttft_ms = int((time.perf_counter() - started) * 1000)
-            yield answer.text
+                if written:
+                    text, answer.citations, answer.attribution = self._cite(written, prepared.passages)
+                    if len(text) > len(written):
+                        yield text[len(written):]  # the streamed text ends as the stored text does
+                else:
+                    # compose mode, or the model wrote nothing that passed: quote the span
+                    span = prepared.span
+                    assert span is not None  # an answerable question has passages, hence a span
+                    text = shown(composed_text(span))
+                    yield text
+                    answer.citations = [Citation.of(prepared.passages[span.passage - 1])]
+                answer.closing = self.closings.for_model(model)
+                yield "\n\n" + answer.closing
+                answer.text = f"{text}\n\n{answer.closing}"
         answer.total_ms = int((time.perf_counter() - started) * 1000)
         yield answer
 

@@ -32,13 +32,7 @@ class SupportService:
         self.embedder = get_embedder(self.settings)
         self.searcher = Searcher.from_settings(self.db, self.embedder, self.settings)
         self.chat_model = get_chat_model(self.settings)
-        self.chain = SupportChain(
-            self.searcher,
-            self.chat_model,
-            k=self.settings.answer_passages,
-            min_relevance=self.settings.min_relevance,
-            condense=self.settings.condense,
-        )
+        self.chain = SupportChain.from_settings(self.searcher, self.chat_model, self.settings)
         self.conversations = ConversationStore(self.db)
         self.adapters = LiveAdapters(AdapterRegistry(self.db, self.settings.home), self.settings)
         self.ingestor = Ingestor(self.db, self.embedder, self.settings)

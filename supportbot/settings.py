@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     min_relevance: float = Field(
         default=0.27, ge=0, le=1, description="Below this (similarity × vocabulary coverage) the bot hands off."
     )
+    min_span_match: float = Field(
+        default=0.2, ge=0, le=1,
+        description="Below this (IDF-weighted share of the question's terms the chosen span holds) the bot hands off.",
+    )
+    answer_mode: str = Field(
+        default="compose", pattern="^(compose|generate)$",
+        description="compose: quote the span that answers (right for the packaged 135M model); generate: the model "
+        "writes, each sentence checked against the passages (for a capable model; measure with `supportbot compare`).",
+    )
     condense: str = Field(default="heuristic", pattern="^(heuristic|llm|off)$")
     history_turns: int = Field(default=6, ge=0, description="Messages of the conversation the chain sees.")
 

@@ -31,7 +31,9 @@ def test_answer_streams_and_cites_retrieved_passages(chain):
     answer = events[-1]
     assert isinstance(answer, Answer) and answer.handoff is None
     tokens = [e for e in events[:-1] if isinstance(e, str)]
-    assert len(tokens) > 3 and "".join(tokens).strip() == answer.text
+    assert "".join(tokens).strip() == answer.text
+    # compose mode: the manual's words, verbatim, then the closing line
+    assert answer.attribution == "quoted" and "two-year limited warranty" in answer.text
     passages = {p.number: p.hit for p in answer.passages}
     assert answer.citations, "every answer cites at least one passage"
     for citation in answer.citations:
@@ -90,14 +92,42 @@ def test_injected_instructions_cannot_fake_a_turn(ingestor, chain, tmp_path, cha
     assert "Ignore all previous instructions" in rendered  # kept as quoted text, not as a turn
 
 
-def test_too_short_a_generation_quotes_the_best_passage(chain):
+def test_generate_mode_shows_only_checked_sentences(ingestor, db, embedder, chat_model):
+    from bot.evals.answers import loops, sentences
+
+    ingestor.ingest_paths([SAMPLE_KB])
+    chain = SupportChain(Searcher(db, embedder), chat_model, mode="generate")
+    for question in ["How do I do a factory reset?", "Does the Aurora X2 support WPA3?"]:
+        events = list(chain.stream(question))
+        answer = events[-1]
+        assert answer.handoff is None and not loops(answer.text)
+        assert "".join(e for e in events[:-1] if isinstance(e, str)).strip() == answer.text
+        body = answer.text.rsplit("\n\n", 1)[0]  # without the closing line
+        assert answer.citations and all(s[-1] in ".!?:]" for s in sentences(body)), answer.text
+
+
+def test_generate_mode_quotes_the_span_when_the_model_writes_nothing_that_passes(ingestor, db, embedder):
     from bot.llm import get_chat_model
     from supportbot.settings import Settings
 
-    terse = get_chat_model(Settings(max_new_tokens=2))  # two tokens cannot make an answer
-    events = list(chain.stream("How long does the warranty last?", chat_model=terse))
+    ingestor.ingest_paths([SAMPLE_KB])
+    terse = get_chat_model(Settings(max_new_tokens=2))  # two tokens cannot make a sentence
+    chain = SupportChain(Searcher(db, embedder), terse, mode="generate")
+    events = list(chain.stream("How long does the warranty last?"))
     answer = events[-1]
-    assert answer.attribution == "extractive" and answer.handoff is None
-    assert answer.text.startswith("From our documentation: ") and answer.text.endswith("[1]")
+    assert answer.attribution == "quoted" and answer.handoff is None
+    assert "two-year limited warranty" in answer.text
     assert "".join(e for e in events[:-1] if isinstance(e, str)).strip() == answer.text
-    assert answer.citations[0].chunk_id == answer.passages[0].hit.chunk_id
+    assert answer.citations[0].chunk_id in {p.hit.chunk_id for p in answer.passages}
+
+
+def test_a_new_question_is_not_glued_to_the_previous_one(chain):
+    history = [Turn("user", "What does a solid amber light mean?"), Turn("assistant", "No internet [1].")]
+    answer = chain.answer("How do I update the firmware?", history)
+    assert answer.standalone == "How do I update the firmware?"
+
+
+def test_account_requests_hand_off_before_any_search(chain):
+    answer = chain.answer("My order of a router never arrived, where is it?")
+    assert answer.handoff is not None and answer.handoff.reason == "needs_account_access"
+    assert answer.passages == [] and answer.text == HANDOFF_TEXT["needs_account_access"]

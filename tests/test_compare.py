@@ -72,7 +72,7 @@ def test_compare_trains_answers_and_writes_its_report(database_url: str, tmp_pat
     # The off-topic questions are handed off by the chain; a model without retrieval answers them anyway.
     rows = {r["id"]: r for r in rag["answers"]["per_question"]}
     assert rows["pizza"]["handed_off"] and rows["unanswerable-1"]["handed_off"]
-    assert report["strategies"]["base"]["answers"]["handoff_recall"] < 1.0
+    assert report["strategies"]["base"]["answers"]["off_topic_handoff_rate"] < 1.0
     for name in ("lora", "ia3"):
         figures = report["strategies"][name]
         assert figures["training"]["steps"] == 1 and figures["training"]["adapter_mb"] > 0

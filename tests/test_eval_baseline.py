@@ -169,4 +169,4 @@ def test_gate_on_a_real_answers_report(tmp_path):
     save_baseline(path, {"answers": score_answers(questions, good, None).to_dict()}, {})
     assert "answers.faithfulness" not in load_baseline(path)["metrics"]  # None without an embedder
     drops = check(path, {"answers": score_answers(questions, bad, None).to_dict()})
-    assert [d.metric for d in drops] == ["answers.handoff_accuracy", "answers.handoff_recall"]
+    assert [d.metric for d in drops] == ["answers.handoff_accuracy", "answers.off_topic_handoff_rate"]

@@ -293,7 +293,7 @@ def test_score_answers_on_a_planted_mix():
     assert report.f1_answered == pytest.approx(0.9)
     assert report.rouge_l == pytest.approx((1 + 0 + 5 / 6) / 3)  # "10" for "ten": LCS 5 of 6 (keeps "the")
     assert report.handoff_accuracy == pytest.approx(3 / 5)  # right, off and part
-    assert report.handoff_recall == 0.5 and report.false_handoff_rate == pytest.approx(1 / 3)
+    assert report.off_topic_handoff_rate == 0.5 and report.false_handoff_rate == pytest.approx(1 / 3)
     assert report.citation_precision == pytest.approx((1.0 + 0.5) / 2)  # right cites gold; part 1 of 2
     assert report.faithfulness is None  # no embedder
     assert (report.total_p50_ms, report.total_p95_ms) == (300, pytest.approx(480))  # 400 + 0.8 * 100
@@ -325,3 +325,14 @@ def test_score_answers_needs_a_record_per_question():
     del records["off"]
     with pytest.raises(ValueError, match=r"no answer recorded for 1 question\(s\): off"):
         score_answers(questions, records, embed=None)
+
+
+def test_faithfulness_counts_a_repeated_sentence_once(embedder):
+    looped = " ".join([COPIED] * 4)
+    assert faithfulness(looped, [RETURNS], embedder.embed) == 0.25  # one supported claim, three repeats
+
+
+def test_faithfulness_needs_the_passage_words_not_only_its_topic(embedder):
+    # close to the returns passage in meaning (cosine 0.49, over the 0.3 used here) but says nothing it says
+    vague = "Returns are something our customers often ask about."
+    assert faithfulness(vague, [RETURNS], embedder.embed, threshold=0.3) == 0.0

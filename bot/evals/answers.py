@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bot.answer.span import terms
 from bot.evals.retrieval import Question, coverage, trigrams
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -96,15 +97,34 @@ def _windows(passages: Sequence[str]) -> list[str]:
 def faithfulness(
     answer: str, passages: Sequence[str], embed: Embed, threshold: float = FAITHFULNESS_THRESHOLD
 ) -> float | None:
-    """Share of the answer's sentences that some passage window supports (cosine ≥ *threshold*);
-    None when there is nothing to judge (no sentences or no passages)."""
+    """Share of the answer's sentences that some passage window supports; None when there is nothing to
+    judge (no sentences or no passages).
+
+    A sentence is supported when its cosine to a window is at least *threshold* and that window holds at
+    least half of its content words, so that a vague sentence near the passage's topic does not count.
+    A repeated sentence counts once: each repeat is an unsupported sentence (a loop of one copied
+    sentence is not a faithful answer).
+    """
     claims, windows = sentences(answer), _windows(passages)
     if not claims or not windows:
         return None
     vectors = np.asarray(embed(claims + windows), dtype=np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)  # any embedder: cosine
-    best = (vectors[: len(claims)] @ vectors[len(claims) :].T).max(axis=1)
-    return float((best >= threshold).mean())
+    similarity = vectors[: len(claims)] @ vectors[len(claims) :].T
+    window_words = [terms(w) for w in windows]
+    seen: set[str] = set()
+    supported = 0
+    for i, claim in enumerate(claims):
+        key = " ".join(normalize(claim))
+        if key in seen:
+            continue  # a repeat: counted in the denominator only
+        seen.add(key)
+        words = terms(claim)
+        supported += any(
+            similarity[i, j] >= threshold and len(words & window_words[j]) >= len(words) / 2
+            for j in range(len(windows))
+        )
+    return supported / len(claims)
 
 
 def holds_gold(answer: str, gold: str, threshold: float = 0.5) -> bool:
@@ -151,6 +171,7 @@ class AnswerRecord:
     handed_off: bool
     cited: list[str] = field(default_factory=list)  # texts of the cited passages
     passages: list[str] = field(default_factory=list)  # what the answer was generated from (retrieved)
+    claims: str | None = None  # the part of the text that states facts (without the closing line); None: all
     ttft_ms: float | None = None
     total_ms: float = 0.0
 
@@ -160,6 +181,8 @@ class AnswersReport:
     n: int
     n_answerable: int
     n_unanswerable: int
+    gold_held: float | None  # answerable questions whose answer text holds half the gold trigrams (handoff: no)
+    loop_rate: float | None  # written answers (not handed off) that loop
     f1: float | None  # answerable questions; a handoff scores 0
     rouge_l: float | None
     f1_answered: float | None  # answerable questions the bot answered
@@ -167,7 +190,7 @@ class AnswersReport:
     faithfulness: float | None  # answered questions with passages
     citation_precision: float | None  # answered answerable questions with citations
     handoff_accuracy: float | None  # handed off exactly when unanswerable
-    handoff_recall: float | None  # unanswerable questions handed off
+    off_topic_handoff_rate: float | None  # unanswerable (off-topic) questions handed off
     false_handoff_rate: float | None  # answerable questions handed off
     ttft_p50_ms: float | None
     ttft_p95_ms: float | None
@@ -201,6 +224,8 @@ def _score_one(q: Question, r: AnswerRecord, embed: Embed | None) -> dict[str, A
         "answer": r.text,
         "handed_off": r.handed_off,
         "handoff_correct": r.handed_off == (not q.answerable),
+        "holds_gold": None,
+        "loops": loops(r.text) if answered else None,
         "f1": None,
         "rouge_l": None,
         "faithfulness": None,
@@ -209,13 +234,14 @@ def _score_one(q: Question, r: AnswerRecord, embed: Embed | None) -> dict[str, A
         "total_ms": r.total_ms,
     }
     if q.answerable:
+        row["holds_gold"] = answered and holds_gold(r.text, q.answer)
         row["f1"] = token_f1(r.text, q.answer) if answered else 0.0
         row["rouge_l"] = rouge_l(r.text, q.answer) if answered else 0.0
         if answered:
             row["citation_precision"] = citation_precision(r.cited, q.answer)
     if answered and embed is not None:
         # an answer to an unanswerable question is scored too: it shows whether the model made it up
-        row["faithfulness"] = faithfulness(r.text, r.passages or r.cited, embed)
+        row["faithfulness"] = faithfulness(r.text if r.claims is None else r.claims, r.passages or r.cited, embed)
     return row
 
 
@@ -239,6 +265,8 @@ def score_answers(
         n=len(rows),
         n_answerable=len(answerable),
         n_unanswerable=len(unanswerable),
+        gold_held=share(answerable, "holds_gold"),
+        loop_rate=share([r for r in rows if not r["handed_off"]], "loops"),
         f1=_mean([r["f1"] for r in answerable]),
         rouge_l=_mean([r["rouge_l"] for r in answerable]),
         f1_answered=_mean([r["f1"] for r in answered]),
@@ -246,7 +274,7 @@ def score_answers(
         faithfulness=_mean([r["faithfulness"] for r in rows]),
         citation_precision=_mean([r["citation_precision"] for r in rows]),
         handoff_accuracy=share(rows, "handoff_correct"),
-        handoff_recall=share(unanswerable, "handed_off"),
+        off_topic_handoff_rate=share(unanswerable, "handed_off"),
         false_handoff_rate=share(answerable, "handed_off"),
         ttft_p50_ms=_percentile([r["ttft_ms"] for r in rows], 50),
         ttft_p95_ms=_percentile([r["ttft_ms"] for r in rows], 95),

@@ -55,8 +55,7 @@ class StrategyAnswerer:
         self.chat_model = chat_model
         self.settings = settings
         self.collection = collection
-        self.chain = SupportChain(searcher, chat_model, k=settings.answer_passages,
-                                  min_relevance=settings.min_relevance, condense=settings.condense)
+        self.chain = SupportChain.from_settings(searcher, chat_model, settings)
 
     def __call__(self, question: Question) -> AnswerRecord:
         if self.strategy.retrieval:
@@ -70,6 +69,7 @@ class StrategyAnswerer:
             question_id=q.id, text=answer.text, handed_off=answer.handoff is not None,
             cited=[by_number[c.number] for c in answer.citations if c.number in by_number],
             passages=list(by_number.values()), ttft_ms=answer.ttft_ms, total_ms=answer.total_ms or 0,
+            claims=answer.text.removesuffix(answer.closing).rstrip() if answer.closing else None,
         )
 
     def _without_retrieval(self, q: Question) -> AnswerRecord:
