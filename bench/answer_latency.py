@@ -1,10 +1,12 @@
 """Time to first token and total answer time, bare model vs. the full chain (the cost of RAG).
 
 For the same questions: (1) the bare model, the question alone, in process; (2) the full chain in
-process, with the retrieval step (question in → prompt ready: embedding, search, prompt assembly)
-timed on its own; (3) the full chain over HTTP (POST /v1/chat/completions, streamed) with 1 and
-with N concurrent users. Default knowledge base: the Galaxy S10 manual (HTML) and its questions
-from ../shared/data/manuals when present, else the sample knowledge base.
+process with the model writing the answer (generate mode: what every answer was before compose mode);
+(3) the full chain in process on the configured mode (compose by default), with the retrieval step
+(question in → span chosen: embedding, search, span selection) timed on its own; (4) the full chain
+over HTTP (POST /v1/chat/completions, streamed) with 1 and with N concurrent users. Default knowledge
+base: the Galaxy S10 manual (HTML) and its questions from ../shared/data/manuals when present, else the
+sample knowledge base.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def main() -> None:
 
         from bot.api import create_app
         from bot.background_server import live_server
-        from bot.chain import Answer
+        from bot.chain import SupportChain, final_answer
         from bot.service import SupportService
         from ingestion.pipeline import Ingestor
 
@@ -114,15 +116,26 @@ def main() -> None:
             bare_total.append(total)
         progress("bare model done")
 
+        # The model writing the answer (generate mode, as every answer was before compose mode): the
+        # previous figures, measured in the same run.
+        written = SupportChain.from_settings(service.searcher, service.chat_model,
+                                             settings.model_copy(update={"answer_mode": "generate"}))
+        gen_ttft, gen_total = [], []
+        for q in questions:
+            answer = final_answer(written.stream(q))
+            gen_ttft.append((answer.ttft_ms or answer.total_ms) / 1000)
+            gen_total.append(answer.total_ms / 1000)
+        progress("chain in process, generate mode done")
+
         chain_ttft, chain_total, retrieval = [], [], []
         handoffs = 0
         for q in questions:
-            answer = [e for e in service.chain.stream(q) if isinstance(e, Answer)][-1]
+            answer = final_answer(service.chain.stream(q))
             retrieval.append(answer.retrieval_ms / 1000)
             chain_ttft.append((answer.ttft_ms or 0) / 1000)
             chain_total.append(answer.total_ms / 1000)
             handoffs += answer.handoff is not None
-        progress("chain in process done")
+        progress(f"chain in process ({service.chain.mode} mode) done")
 
         http = {}
         with live_server(create_app(service, mount_chat=False)) as url:
@@ -134,14 +147,19 @@ def main() -> None:
         "environment": {**environment(), "load_before": load},
         "knowledge_base": str(kb), "questions": len(questions), "chain_handoffs": handoffs,
         "bare_model": {"ttft": stats(bare_ttft), "total": stats(bare_total)},
-        "chain_in_process": {"ttft": stats(chain_ttft), "total": stats(chain_total), "retrieval": stats(retrieval)},
+        "chain_in_process": {"ttft": stats(chain_ttft), "total": stats(chain_total), "retrieval": stats(retrieval),
+                             "mode": settings.answer_mode},
+        "chain_generate_mode": {"ttft": stats(gen_ttft), "total": stats(gen_total)},
         "http": {str(u): {"ttft": stats(v["ttft"]), "total": stats(v["total"]),
                           "answers_per_s": len(questions) / v["wall"][0]} for u, v in http.items()},
     }
     rows = [
         ["bare model (in process)", *(results["bare_model"]["ttft"][k] for k in ("p50", "p95")),
          *(results["bare_model"]["total"][k] for k in ("p50", "p95")), None],
-        ["full chain (in process)", *(results["chain_in_process"]["ttft"][k] for k in ("p50", "p95")),
+        ["full chain, generate mode (in process)", *(results["chain_generate_mode"]["ttft"][k] for k in ("p50", "p95")),
+         *(results["chain_generate_mode"]["total"][k] for k in ("p50", "p95")), None],
+        [f"full chain, {settings.answer_mode} mode (in process)",
+         *(results["chain_in_process"]["ttft"][k] for k in ("p50", "p95")),
          *(results["chain_in_process"]["total"][k] for k in ("p50", "p95")), None],
         *[[f"full chain, HTTP, {u} user(s)", *(r["ttft"][k] for k in ("p50", "p95")),
            *(r["total"][k] for k in ("p50", "p95")), r["answers_per_s"]] for u, r in results["http"].items()],

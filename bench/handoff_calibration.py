@@ -1,7 +1,9 @@
 """Calibrates and checks the handoff gate per knowledge base: its signals (relevance = best passage
 similarity × vocabulary coverage; span match = IDF-weighted share of the question's terms the chosen
 span and its heading hold) for every answerable question of each knowledge base and for the off-topic
-questions asked of each, then a grid of thresholds: answerable questions kept, off-topic handed off.
+questions asked of each, then a grid of thresholds: answerable questions kept, off-topic handed off
+(a question the request patterns hand off — a person, an order, a refund — is handed off at every
+threshold).
 
 Knowledge bases as in bench/answer_quality.py (S10, the sample KB, and each fetched by
 bench/kbs/fetch_kb.sh). Retrieval only, no generation: a few minutes. ``--signals`` re-reads the JSON
@@ -25,14 +27,16 @@ SPAN_MATCH = [0.0, 0.2, 0.3, 0.4, 0.5]
 
 def _signals(chain: Any, question: str, collection: str, gold: str | None) -> dict[str, Any]:
     from bot.answer.compose import span_text
+    from bot.answer.gate import request_handoff
     from bot.answer.span import select_span
     from bot.evals.answers import holds_gold
 
     hits = chain.searcher.search(question, chain.k, collection)
     span = select_span(question, hits, chain.searcher.term_idf(question))
     s = chain.signals(question, hits, span)
-    return {"question": question, "similarity": s.similarity, "coverage": s.coverage, "relevance": s.relevance,
-            "span_match": s.span_match, "span_holds_gold": bool(span and gold and holds_gold(span_text(span), gold))}
+    return {"question": question, "request": request_handoff(question), "similarity": s.similarity,
+            "coverage": s.coverage, "relevance": s.relevance, "span_match": s.span_match,
+            "span_holds_gold": bool(span and gold and holds_gold(span_text(span), gold))}
 
 
 def collect(kb_names: list[str] | None, off_topic: list[str]) -> dict[str, Any]:
@@ -75,7 +79,7 @@ def main() -> None:
         signals = collect(args.kb, off_topic)
 
     def passes(row: dict[str, Any], relevance: float, span_match: float) -> bool:
-        return row["relevance"] >= relevance and row["span_match"] >= span_match
+        return row["request"] is None and row["relevance"] >= relevance and row["span_match"] >= span_match
 
     rows = []
     for r in sorted({*RELEVANCE, configured.min_relevance}):
@@ -95,7 +99,7 @@ def main() -> None:
         through = [x for x in kb["off_topic"] if passes(x, r, m)]
         print(f"\n{name}: answerable handed off {len(lost)}, off-topic answered {len(through)}")
         for x in lost + through:
-            print(f"  rel={x['relevance']:.3f} span={x['span_match']:.2f} {x['question']}")
+            print(f"  rel={x['relevance']:.3f} span={x['span_match']:.2f} {x['request'] or ''} {x['question']}")
     path = write_json("handoff_calibration", {"environment": environment(), "signals": signals,
                                               "configured": [configured.min_relevance, configured.min_span_match]})
     print(f"\nwritten to {path}")

@@ -41,7 +41,7 @@ def test_answer_streams_and_cites_retrieved_passages(chain):
         hit = passages[citation.number]
         assert (citation.chunk_id, citation.title, citation.source) == (hit.chunk_id, hit.title, hit.source)
     assert any("two-year limited warranty" in p.hit.text for p in answer.passages)
-    assert answer.ttft_ms is not None and answer.retrieval_ms < answer.ttft_ms <= answer.total_ms
+    assert answer.ttft_ms is not None and answer.retrieval_ms <= answer.ttft_ms <= answer.total_ms
 
 
 def test_greedy_answers_are_deterministic(chain):

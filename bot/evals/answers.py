@@ -147,6 +147,19 @@ def loops(text: str, repeats: int = 3) -> bool:
     return bool(grams) and grams.most_common(1)[0][1] >= repeats
 
 
+PARTIAL_GOLD = 0.1  # below this share of the gold trigrams an answer carries nothing of the gold answer
+
+
+def verdict(answer: str, gold: str, handed_off: bool) -> str:
+    """The automatic grade of an answer to an answerable question, on the by-hand scale: A (holds half
+    the gold answer's trigrams), B (holds some of them), C (handed off, loops, or holds none). Checked
+    against grades given by reading in tests/test_graded_answers.py."""
+    if handed_off or loops(answer):
+        return "C"
+    held = coverage(gold, [strip_markers(answer)])
+    return "A" if held >= 0.5 else "B" if held >= PARTIAL_GOLD else "C"
+
+
 def contains_gold(passage: str, gold: str, min_trigrams: int = 5) -> bool:
     """The passage holds gold text: at least min(*min_trigrams*, all) of the gold answer's word trigrams.
     A few trigrams, not a share, so that a chunk holding only part of a split gold answer still counts."""
