@@ -168,7 +168,7 @@ def main() -> None:
                 title=f"Answer latency, {len(questions)} questions ({kb.name})"))
     chain = results["chain_in_process"]
     r, c, b = chain["retrieval"], chain["ttft"], results["bare_model"]["ttft"]
-    print(f"\nretrieval step (embed + search + prompt): p50 {r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms "
+    print(f"\nretrieval step (embed, search, span): p50 {r['p50'] * 1000:.0f} ms, p95 {r['p95'] * 1000:.0f} ms "
           f"= {100 * r['p50'] / c['p50']:.1f}% of the chain's p50 TTFT")
     print(f"cost of RAG: chain TTFT p50 / bare TTFT p50 = {c['p50'] / b['p50']:.2f}x; "
           f"handoffs among the timed questions: {handoffs}")

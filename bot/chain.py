@@ -36,6 +36,7 @@ _CITATION = re.compile(r"\[(\d{1,2})\]")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset("a an the and or to of in on for with your you is are be it this that from by as at can i my".split())
 ANSWER_MODES = ("compose", "generate")
+_WORD_PIECE = re.compile(r"\s*\S+")
 
 HANDOFF_TEXT = {
     "customer_asked": "Of course — I'm passing you to a member of our support team, who will see this conversation.",
@@ -312,8 +313,9 @@ class SupportChain:
                     # compose mode, or the model wrote nothing that passed: quote the span
                     span = prepared.span
                     assert span is not None  # an answerable question has passages, hence a span
-                    text = shown(composed_text(span))
-                    yield text
+                    text = composed_text(span)
+                    for piece in _WORD_PIECE.findall(text):  # streamed as every answer is, word by word
+                        yield shown(piece)
                     answer.citations = [Citation.of(prepared.passages[span.passage - 1])]
                 answer.closing = self.closings.for_model(model)
                 yield "\n\n" + answer.closing

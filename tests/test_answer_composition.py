@@ -90,6 +90,8 @@ def test_composed_text_quotes_the_span_with_its_citation_and_drops_faq_labels():
     faq = Span(3, "Q: Is there a warranty?\nA: Yes, two years.\n- covers parts\n- covers labour", 1.0, 1.0, True)
     assert span_text(faq) == "Yes, two years.\n\n- covers parts\n- covers labour"
     assert composed_text(faq).endswith("- covers labour [3]")
+    figure = Span(1, "Click Compact mode.\nFigure 4. Compact mode comparison\nIcons get smaller.", 1.0, 1.0, True)
+    assert span_text(figure) == "Click Compact mode.\n\nIcons get smaller."
 
 
 # --- sentence checks (generate mode) -------------------------------------------------------

@@ -25,6 +25,7 @@ FALLBACK_CLOSING = "Is there anything else I can help you with?"
 _FAQ_QUESTION = re.compile(r"^Q:\s")
 _FAQ_ANSWER = re.compile(r"^A:\s*")
 _LIST_ITEM = re.compile(r"^(?:[-*•]|\d+[.)])\s")
+_FIGURE_CAPTION = re.compile(r"^(?:Figure|Fig\.|Table)\s+\d+[.:]", re.IGNORECASE)  # the image is not shown
 
 # A closing that a customer may read: one or two sentences, short, about helping — no facts.
 _CLOSING_MAX_WORDS = 22
@@ -44,12 +45,12 @@ _CLOSING_PROMPT: list[BaseMessage] = [
 
 
 def span_text(span: Span) -> str:
-    """The span's lines as the customer reads them: FAQ labels dropped, paragraphs apart, list items
-    together."""
+    """The span's lines as the customer reads them: FAQ labels and figure captions dropped, paragraphs
+    apart, list items together."""
     out: list[str] = []
     for line in span.text.split("\n"):
-        if _FAQ_QUESTION.match(line) and len(span.text.split("\n")) > 1:
-            continue  # the FAQ's own question restates the customer's
+        if (_FAQ_QUESTION.match(line) and len(span.text.split("\n")) > 1) or _FIGURE_CAPTION.match(line):
+            continue  # the FAQ's own question restates the customer's; a caption without its figure
         line = _FAQ_ANSWER.sub("", line)
         if out and not (_LIST_ITEM.match(line) and _LIST_ITEM.match(out[-1].lstrip("\n"))):
             line = "\n" + line  # a blank line between paragraphs (Markdown joins single newlines)
