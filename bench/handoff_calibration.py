@@ -21,6 +21,7 @@ from typing import Any
 from _common import environment, fresh_home, progress, table, write_json
 from answer_quality import DATA, knowledge_bases
 
+CALIBRATION_OFF_TOPIC = [DATA / "off_topic_questions.txt", DATA / "off_topic_questions_30.txt"]
 RELEVANCE = [0.0, 0.2, 0.24, 0.27, 0.3]
 SPAN_MATCH = [0.0, 0.2, 0.3, 0.4, 0.5]
 
@@ -64,7 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kb", action="append", help="knowledge bases (default: all found)")
     parser.add_argument("--off-topic", type=Path, action="append",
-                        help=f"off-topic question files (default: {DATA.name}/off_topic_questions*.txt)")
+                        help="off-topic question files (default: the 20 + 30 of bot/evals/data; the held-out "
+                        "file is for checking, not calibrating)")
     parser.add_argument("--signals", type=Path, help="re-read the signals of an earlier run's JSON")
     args = parser.parse_args()
     os.environ.setdefault("SUPPORTBOT_LOG_LEVEL", "WARNING")
@@ -74,7 +76,7 @@ def main() -> None:
     if args.signals:
         signals = json.loads(args.signals.read_text())["signals"]
     else:
-        files = args.off_topic or sorted(DATA.glob("off_topic_questions*.txt"))
+        files = args.off_topic or CALIBRATION_OFF_TOPIC
         off_topic = list(dict.fromkeys(q for f in files for q in f.read_text().splitlines() if q.strip()))
         signals = collect(args.kb, off_topic)
 
