@@ -203,7 +203,7 @@ class SupportChain:
         hits = self.searcher.search(question, self.k, state.get("collection"), state.get("product"))
         span = select_span(question, hits, self.searcher.term_idf(question))
         signals = self.signals(question, hits, span)
-        handoff = None if self.answerable(signals) else Handoff("no_relevant_passages")
+        handoff = None if span is not None and self.answerable(signals) else Handoff("no_relevant_passages")
         return {**state, "hits": hits if handoff is None else [], "span": span, "handoff": handoff}
 
     def signals(self, question: str, hits: Sequence[Hit], span: Span | None) -> GateSignals:
@@ -213,11 +213,6 @@ class SupportChain:
     def answerable(self, signals: GateSignals) -> bool:
         """Thresholds calibrated on three knowledge bases by bench/handoff_calibration.py."""
         return answerable(signals, self.min_relevance, self.min_span_match)
-
-    def relevance(self, question: str, hits: Sequence[Hit]) -> float:
-        """The best passage's cosine similarity, discounted by the share of the question's words the
-        knowledge base has never seen."""
-        return self.signals(question, hits, None).relevance
 
     def _prompt(self, state: dict[str, Any]) -> Prepared:
         hits: list[Hit] = state["hits"]
@@ -312,7 +307,7 @@ class SupportChain:
                 else:
                     # compose mode, or the model wrote nothing that passed: quote the span
                     span = prepared.span
-                    assert span is not None  # an answerable question has passages, hence a span
+                    assert span is not None  # _retrieve hands off when there is no span
                     text = composed_text(span)
                     for piece in _WORD_PIECE.findall(text):  # streamed as every answer is, word by word
                         yield shown(piece)
