@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
+from starlette.responses import StreamingResponse
 
 from bot import metrics
 
@@ -143,3 +144,21 @@ async def iterate_held(events: HeldEvents[T]) -> AsyncIterator[T]:
     finally:
         with anyio.CancelScope(shield=True):  # closing must finish even though we are being cancelled
             await anyio.to_thread.run_sync(events.close)
+
+
+class HeldStreamingResponse(StreamingResponse):
+    """A streaming response that closes its body when the client goes, whatever the body was doing.
+
+    Starlette cancels a disconnected stream but leaves its async iterator suspended: one waiting at
+    ``yield`` (the next piece was ready at once, as a quoted answer's are) would only run its
+    ``finally``, and free its slot, when garbage-collected.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()

@@ -23,12 +23,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from bot import metrics
-from bot.admission import HeldEvents, iterate_held
+from bot.admission import HeldEvents, HeldStreamingResponse, iterate_held
 from bot.chain import Answer, final_answer
 from bot.conversations import Turn, UnknownMessage
 from bot.health import DatabaseProbe, health_body
@@ -196,7 +196,7 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         events = s.stream(body.message, body.conversation_id, channel="api",
                           collection=body.collection, product=body.product)
         if body.stream or "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(iterate_held(slot.hold(_sse(events, "api"))), media_type="text/event-stream")
+            return HeldStreamingResponse(iterate_held(slot.hold(_sse(events, "api"))), media_type="text/event-stream")
         answer = await _answer_now(slot.hold(events), "api")
         return answer.to_dict()
 
@@ -269,8 +269,8 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
-            return StreamingResponse(iterate_held(slot.hold(_openai_sse(events, completion_id, created, body.model))),
-                                     media_type="text/event-stream")
+            chunks = _openai_sse(events, completion_id, created, body.model)
+            return HeldStreamingResponse(iterate_held(slot.hold(chunks)), media_type="text/event-stream")
         answer = await _answer_now(slot.hold(events), "openai")
         return {
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,

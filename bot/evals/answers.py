@@ -184,9 +184,9 @@ class AnswerRecord:
     handed_off: bool
     cited: list[str] = field(default_factory=list)  # texts of the cited passages
     passages: list[str] = field(default_factory=list)  # what the answer was generated from (retrieved)
-    claims: str | None = None  # the part of the text that states facts (without the closing line); None: all
     ttft_ms: float | None = None
     total_ms: float = 0.0
+    claims: str | None = None  # the part of the text that states facts (without the closing line); None: all
 
 
 @dataclass
