@@ -29,12 +29,9 @@ SPAN_MATCH = [0.0, 0.2, 0.3, 0.4, 0.5]
 def _signals(chain: Any, question: str, collection: str, gold: str | None) -> dict[str, Any]:
     from bot.answer.compose import span_text
     from bot.answer.gate import request_handoff
-    from bot.answer.span import select_span
     from bot.evals.answers import holds_gold
 
-    hits = chain.searcher.search(question, chain.k, collection)
-    span = select_span(question, hits, chain.searcher.term_idf(question))
-    s = chain.signals(question, hits, span)
+    _, span, s = chain.assess(question, collection)
     return {"question": question, "request": request_handoff(question), "similarity": s.similarity,
             "coverage": s.coverage, "relevance": s.relevance, "span_match": s.span_match,
             "span_holds_gold": bool(span and gold and holds_gold(span_text(span), gold))}

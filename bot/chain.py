@@ -199,16 +199,19 @@ class SupportChain:
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
         if reason := request_handoff(state["question"]):
             return {**state, "hits": [], "span": None, "handoff": Handoff(reason)}
-        question = state["standalone"]
-        hits = self.searcher.search(question, self.k, state.get("collection"), state.get("product"))
-        span = select_span(question, hits, self.searcher.term_idf(question))
-        signals = self.signals(question, hits, span)
+        hits, span, signals = self.assess(state["standalone"], state.get("collection"), state.get("product"))
         handoff = None if span is not None and self.answerable(signals) else Handoff("no_relevant_passages")
         return {**state, "hits": hits if handoff is None else [], "span": span, "handoff": handoff}
 
-    def signals(self, question: str, hits: Sequence[Hit], span: Span | None) -> GateSignals:
+    def assess(
+        self, question: str, collection: str | None = None, product: str | None = None
+    ) -> tuple[list[Hit], Span | None, GateSignals]:
+        """Search, choose the span, and measure what the handoff gate decides on."""
+        hits = self.searcher.search(question, self.k, collection, product)
+        span = select_span(question, hits, self.searcher.term_idf(question))
         best = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
-        return GateSignals(best, self.searcher.vocabulary_coverage(question), span.match if span else 0.0)
+        signals = GateSignals(best, self.searcher.vocabulary_coverage(question), span.match if span else 0.0)
+        return hits, span, signals
 
     def answerable(self, signals: GateSignals) -> bool:
         """Thresholds calibrated on three knowledge bases by bench/handoff_calibration.py."""

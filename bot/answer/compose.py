@@ -48,8 +48,9 @@ def span_text(span: Span) -> str:
     """The span's lines as the customer reads them: FAQ labels and figure captions dropped, paragraphs
     apart, list items together."""
     out: list[str] = []
-    for line in span.text.split("\n"):
-        if (_FAQ_QUESTION.match(line) and len(span.text.split("\n")) > 1) or _FIGURE_CAPTION.match(line):
+    lines = span.text.split("\n")
+    for line in lines:
+        if (_FAQ_QUESTION.match(line) and len(lines) > 1) or _FIGURE_CAPTION.match(line):
             continue  # the FAQ's own question restates the customer's; a caption without its figure
         line = _FAQ_ANSWER.sub("", line)
         if out and not (_LIST_ITEM.match(line) and _LIST_ITEM.match(out[-1].lstrip("\n"))):
