@@ -13,6 +13,7 @@ from pathlib import Path
 from ingestion.validate import IngestError
 
 FAQ_TYPES = {".csv", ".json"}
+HTML_TYPES = {".html", ".htm"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,13 @@ def _partition(path: Path) -> list:
     if path.suffix.lower() == ".pdf":
         kwargs["strategy"] = "fast"  # hi_res and OCR would fetch model weights
     try:
+        if path.suffix.lower() in HTML_TYPES:
+            from unstructured.partition.html import partition_html
+
+            from ingestion.html_content import main_content
+
+            html = path.read_text(encoding="utf-8", errors="replace")
+            return partition_html(text=main_content(html), languages=["eng"])
         return partition(filename=str(path), languages=["eng"], **kwargs)
     except IngestError:
         raise

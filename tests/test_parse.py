@@ -37,6 +37,32 @@ def test_html_headings(tmp_path):
     assert descale.heading_path == ("Kettle Guide", "Descaling")
 
 
+def test_html_site_navigation_is_not_ingested(tmp_path):
+    """A documentation-generator page (Sphinx-like): sidebar, related links, permalinks, a table of
+    contents; only the page's own text reaches the blocks, and headings lose their "¶"."""
+    toc = "".join(f'<li><a href="p{i}.html">Chapter {i}</a></li>' for i in range(8))
+    path = tmp_path / "sync.html"
+    path.write_text(
+        "<html><body>"
+        f'<div class="related" role="navigation"><a href="index.html">index</a> next | previous</div>'
+        '<div class="document"><div class="body" role="main">'
+        '<h1>Sync<a class="headerlink" href="#sync">\u00b6</a></h1>'
+        '<div id="toc"><a href="#a">Pausing</a></div>'
+        '<h2>Pausing sync<a class="headerlink" href="#p">\u00b6</a></h2>'
+        "<p>Right-click the tray icon and choose Pause sync. See <a href='#r'>Resuming</a>.</p>"
+        f"<ul>{toc}</ul>"
+        "</div></div>"
+        f'<div class="sphinxsidebar"><h3>Table of Contents</h3><ul>{toc}</ul><h3>Quick search</h3></div>'
+        "</body></html>"
+    )
+    doc = parse_file(path)
+    text = "\n".join(b.text for b in doc.blocks)
+    assert [b.heading_path for b in doc.blocks] == [("Sync", "Pausing sync")]
+    assert "Right-click the tray icon and choose Pause sync. See Resuming." in text
+    for boilerplate in ("Chapter", "Table of Contents", "Quick search", "previous", "\u00b6", "Pausing\n"):
+        assert boilerplate not in text
+
+
 def test_pdf_keeps_page_numbers(tmp_path):
     path = write_pdf(
         tmp_path / "toaster.pdf",
