@@ -208,7 +208,7 @@ class SupportChain:
     ) -> tuple[list[Hit], Span | None, GateSignals]:
         """Search, choose the span, and measure what the handoff gate decides on."""
         hits = self.searcher.search(question, self.k, collection, product)
-        span = select_span(question, hits, self.searcher.term_idf(question))
+        span = select_span(question, hits, self.searcher.term_idf(question), self.searcher.section_texts(hits))
         best = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
         signals = GateSignals(best, self.searcher.vocabulary_coverage(question), span.match if span else 0.0)
         return hits, span, signals

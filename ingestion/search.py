@@ -199,6 +199,28 @@ class Searcher:
             "k": k,
         }
 
+    def section_texts(self, hits: list[Hit]) -> dict[tuple[int, tuple[str, ...]], list[str]]:
+        """The texts of all chunks of each hit's section (same document and heading path), in order.
+
+        A long section is cut into several chunks; the one that ranks first is not always the one
+        that holds the answer ("Set up TOTP" steps after the TOTP introduction)."""
+        keys = list(dict.fromkeys((h.document_id, tuple(h.heading_path)) for h in hits))
+        if not keys:
+            return {}
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                """SELECT c.document_id, c.heading_path, c.text
+                   FROM unnest(%s::bigint[], %s::text[]) AS k(document_id, heading)
+                   JOIN chunks c ON c.document_id = k.document_id
+                    AND array_to_string(c.heading_path, %s) = k.heading
+                   ORDER BY c.document_id, c.position""",
+                ([d for d, _ in keys], [HEADING_SEPARATOR.join(h) for _, h in keys], HEADING_SEPARATOR),
+            ).fetchall()
+        sections: dict[tuple[int, tuple[str, ...]], list[str]] = {key: [] for key in keys}
+        for row in rows:
+            sections[(row["document_id"], tuple(row["heading_path"]))].append(row["text"])
+        return sections
+
     def term_idf(self, query: str) -> dict[str, float]:
         """BM25's IDF of each of the query's lexemes that the knowledge base holds."""
         with self.db.connection() as conn:

@@ -9,7 +9,7 @@ from bot.answer.checks import SentenceCheck
 from bot.answer.compose import composed_text, safe_closing, span_text
 from bot.answer.followup import is_follow_up, standalone_question
 from bot.answer.gate import GateSignals, answerable, request_handoff
-from bot.answer.span import Span, select_span, terms
+from bot.answer.span import SPAN_WORDS, Span, select_span, terms
 from ingestion.search import Hit
 
 
@@ -72,7 +72,7 @@ def test_span_of_a_long_passage_keeps_the_opening_line_and_the_best_lines():
     assert span is not None and span.passage == 1 and not span.whole
     assert span.text.startswith("From Settings, tap Apps.")
     assert "Tap Browser app and select the app to open links." in span.text
-    assert len(span.text.split()) <= 90 and span.match > 0.5
+    assert len(span.text.split()) <= SPAN_WORDS and span.match > 0.5
 
 
 def test_span_comes_from_a_lower_ranked_passage_that_holds_the_answer():
@@ -80,6 +80,22 @@ def test_span_comes_from_a_lower_ranked_passage_that_holds_the_answer():
     span = select_span(question, [STEPS, LIGHTS], idf_of(STEPS.text, LIGHTS.text))
     assert span is not None and span.passage == 2 and span.whole
     assert span.text == LIGHTS.text
+
+
+def test_a_passage_stands_for_its_whole_section():
+    """The first-ranked chunk of a long section holds its introduction; the steps the customer asks for
+    are in a later chunk of the same section, which retrieval did not return."""
+    intro = hit("TOTP codes are a popular second factor.\nMany websites support them.", ["Entries", "TOTP"])
+    later = "TOTP codes are a popular second factor.\nTo set up TOTP, right-click the entry and choose TOTP > Set up."
+    question = "How do I set up TOTP for an entry?"
+    idf = idf_of(intro.text, later, LIGHTS.text)
+    alone = select_span(question, [intro, LIGHTS], idf)
+    assert alone is not None and "right-click" not in alone.text
+    sections = {(1, ("Entries", "TOTP")): [intro.text, later], (1, ("Lights",)): [LIGHTS.text]}
+    span = select_span(question, [intro, LIGHTS], idf, sections)
+    assert span is not None and span.passage == 1
+    assert span.text == ("TOTP codes are a popular second factor.\nMany websites support them.\n"
+                         "To set up TOTP, right-click the entry and choose TOTP > Set up.")  # each line once
 
 
 def test_no_passages_no_span():

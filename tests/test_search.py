@@ -49,6 +49,22 @@ def test_empty_query_and_filters_that_match_nothing(sample_kb, searcher):
     assert searcher.search("factory reset", product="other") == []
 
 
+def test_section_texts_returns_every_chunk_of_each_hits_section_in_order(ingestor, searcher, tmp_path):
+    steps = " ".join(f"Step {i}: press the button marked {i} on the remote and wait for the beep." for i in range(60))
+    manual = tmp_path / "remote.md"
+    manual.write_text(f"# Remote\n\n## Pairing\n\nPairing links the remote to the TV. {steps}\n\n"
+                      "## Battery\n\nUse AAA.\n")
+    ingestor.ingest_paths([manual], collection="remote")
+    hits = searcher.search("pair the remote", k=5, collection="remote")
+    sections = searcher.section_texts(hits)
+    pairing = [texts for (_, heading), texts in sections.items() if heading[-1] == "Pairing"]
+    assert len(pairing) == 1 and len(pairing[0]) > 1  # a long section: several chunks, all returned
+    text = "\n".join(pairing[0])
+    assert text.index("Step 0:") < text.index("Step 30:") < text.index("Step 59:")
+    assert all("AAA" not in t for t in pairing[0])
+    assert searcher.section_texts([]) == {}
+
+
 def _fill_noise_near(db, vector: np.ndarray, n: int) -> None:
     """*n* chunks of another collection, all nearer to *vector* than anything in the sample."""
     rng = np.random.default_rng(0)
