@@ -12,7 +12,6 @@ refusal or a health probe never waits for a worker thread.
 from __future__ import annotations
 
 import json
-import secrets
 import tempfile
 import time
 import uuid
@@ -25,13 +24,14 @@ from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from bot import metrics
 from bot.admission import HeldEvents, HeldStreamingResponse, iterate_held
 from bot.chain import Answer, final_answer
 from bot.conversations import Turn, UnknownMessage
 from bot.health import DatabaseProbe, health_body
+from bot.request_guard import MAX_MESSAGE_CHARS, SafeText, bearer_problem, install_guard
 from bot.service import SupportService, get_service
 
 UI_FILE = Path(__file__).resolve().parent / "ui.py"
@@ -40,30 +40,35 @@ UI_FILE = Path(__file__).resolve().parent / "ui.py"
 # --- request bodies ------------------------------------------------------------------------
 
 
+MAX_CONVERSATION_CHARS = 32000  # all the messages of one /v1 request
+MAX_MESSAGES = 200
+Name = Annotated[SafeText, Field(max_length=200)]  # collection, product
+
+
 class ChatRequest(BaseModel):
-    message: str = Field(min_length=1, max_length=4000)
+    message: SafeText = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     conversation_id: uuid.UUID | None = None
-    collection: str | None = None
-    product: str | None = None
+    collection: Name | None = None
+    product: Name | None = None
     stream: bool = False
 
 
 class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=2000)
+    query: SafeText = Field(min_length=1, max_length=2000)
     k: int = Field(default=5, ge=1, le=50)
-    collection: str | None = None
-    product: str | None = None
+    collection: Name | None = None
+    product: Name | None = None
 
 
 class FeedbackRequest(BaseModel):
     message_id: uuid.UUID
     rating: Literal[1, -1]
-    comment: str | None = Field(default=None, max_length=2000)
+    comment: SafeText | None = Field(default=None, max_length=2000)
 
 
 class HandoffRequest(BaseModel):
     conversation_id: uuid.UUID
-    reason: str = Field(default="customer_asked", max_length=200)
+    reason: SafeText = Field(default="customer_asked", max_length=200)
 
 
 class TrainRequest(BaseModel):
@@ -73,22 +78,35 @@ class TrainRequest(BaseModel):
     promote: bool = False
 
 
+class ContentPart(BaseModel):
+    type: str = Field(max_length=50)
+    text: SafeText | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    model_config = {"extra": "allow"}  # image_url, …: accepted, ignored
+
+
 class OpenAIMessage(BaseModel):
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+    role: str = Field(max_length=20)
+    content: Annotated[SafeText, Field(max_length=MAX_MESSAGE_CHARS)] | list[ContentPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: keep the text ones
-            return " ".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+            return " ".join(p.text or "" for p in self.content if p.type == "text")
         return self.content or ""
 
 
 class ChatCompletionRequest(BaseModel):
     model: str = "supportbot"
-    messages: list[OpenAIMessage] = Field(min_length=1)
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
-    user: str | None = None
+    user: Name | None = None
     model_config = {"extra": "allow"}  # temperature, max_tokens, …: accepted, not used
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ChatCompletionRequest:
+        total = sum(len(m.text()) for m in self.messages)
+        if total > MAX_CONVERSATION_CHARS:
+            raise ValueError(f"messages hold {total} characters in all; at most {MAX_CONVERSATION_CHARS}")
+        return self
 
 
 # --- app -----------------------------------------------------------------------------------
@@ -105,6 +123,9 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
 
     app = FastAPI(title="supportbot", version="0.1.0", lifespan=lifespan,
                   description="Cited answers from your manuals, in your support tone, or a person.")
+
+    # Outermost: a body over the limit, or an upload without the agent token, is refused before it is read.
+    install_guard(app, lambda scope: scope["app"].state.service.settings)
 
     async def svc(request: Request) -> SupportService:
         # async: FastAPI runs a plain-def dependency on the worker pool, even for an async endpoint.
@@ -299,10 +320,8 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
 
 
 def _require_bearer(authorization: str | None, token: str, variable: str, what: str) -> None:
-    if not token:
-        raise HTTPException(403, f"{what} over HTTP is off: set {variable}")
-    if not authorization or not secrets.compare_digest(authorization, f"Bearer {token}"):
-        raise HTTPException(401, f"send the token as 'Authorization: Bearer <{variable}>'")
+    if problem := bearer_problem(authorization, token, variable, what):
+        raise HTTPException(*problem)
 
 
 def _last(events: Iterator[str | Answer], channel: str) -> Answer:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from bot import metrics
 from bot.agent_auth import anonymous_customer, is_agent, prepare_chainlit_env
 from bot.chain import Answer
+from bot.request_guard import MAX_MESSAGE_CHARS, storable_text
 from bot.service import SupportService
 from ingestion.pipeline import FileOutcome
 from ingestion.store import delete_document, list_documents
@@ -64,7 +65,6 @@ ACCEPT = {
     "application/json": [".json"],
     "application/octet-stream": _TYPES,
 }
-MAX_QUESTION = 4000  # as the HTTP API
 MAX_LISTED_ACTIONS = 25  # delete buttons under the document list
 
 
@@ -150,10 +150,11 @@ async def on_message(message: cl.Message) -> None:
     if files:
         if await _agents_only("upload with a message"):
             await _ingest([(e.name, Path(e.path)) for e in files])
-    question = message.content.strip()
-    if len(question) > MAX_QUESTION:
+    question = storable_text(message.content).strip()  # a NUL byte cannot be stored
+    if len(question) > MAX_MESSAGE_CHARS:
         await cl.Message(f"That message is too long for me ({len(question)} characters; the limit is "
-                         f"{MAX_QUESTION}). Please shorten it, or ask for a person.", actions=[_person_action()]).send()
+                         f"{MAX_MESSAGE_CHARS}). Please shorten it, or ask for a person.",
+                         actions=[_person_action()]).send()
     elif question:
         await _answer(question)
 

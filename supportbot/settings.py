@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         "more questions are refused at once (HTTP 503). Raise it with an inference server that batches.",
     )
     retry_after_s: int = Field(default=15, ge=1, description="Retry-After of those 503s (about one answer's time).")
+    max_request_kb: int = Field(
+        default=256, ge=16, description="Largest request body (KiB) outside uploads; more is refused (413) unread."
+    )
+    max_upload_mb: float = Field(
+        default=200.0, gt=0, description="Largest upload request (MB, all files together); each file also has "
+        "SUPPORTBOT_MAX_FILE_MB. Uploads without the agent token are refused before their body is read."
+    )
 
     # Generation
     llm_backend: str = Field(default="local", pattern="^(local|openai)$")
