@@ -234,7 +234,7 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     def handoff(body: HandoffRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:
         s.conversations.ensure(body.conversation_id)
         handoff_id = s.conversations.request_handoff(body.conversation_id, body.reason)
-        metrics.HANDOFFS.labels(body.reason).inc()
+        metrics.HANDOFFS.labels(metrics.handoff_reason(body.reason)).inc()
         return {"handoff_id": handoff_id}
 
     # --- training (ops) ------------------------------------------------------------------

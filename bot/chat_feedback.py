@@ -9,6 +9,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import metrics
 from bot.agent_auth import prepare_chainlit_env
 from bot.service import SupportService, get_service
 
@@ -73,7 +74,9 @@ class ChatDataLayer(BaseDataLayer):
         # a changed vote replaces the earlier one
         if rated.feedback_id is not None and conversations.update_feedback(rated.feedback_id, rating, comment):
             return rated.feedback_id
-        return conversations.add_feedback(rated.message_id, rating, comment)
+        feedback_id = conversations.add_feedback(rated.message_id, rating, comment)
+        metrics.FEEDBACK.labels("up" if rating > 0 else "down").inc()  # a new rating, as the API counts them
+        return feedback_id
 
     def _delete(self, feedback_id: int) -> None:
         self.get_service().conversations.delete_feedback(feedback_id)

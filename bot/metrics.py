@@ -27,6 +27,16 @@ ANSWERS_REFUSED = Counter("supportbot_answers_refused_total",
                           ["channel"])
 
 
+# Label values come from fixed sets only: a free-text reason sent by an anonymous client became a
+# public label (a card number was seen), and every new value grew /metrics for good.
+HANDOFF_REASONS = frozenset({"customer_asked", "needs_account_access", "no_relevant_passages", "model_unsure"})
+
+
+def handoff_reason(reason: str) -> str:
+    """*reason* as a metric label: one of :data:`HANDOFF_REASONS`, else "other"."""
+    return reason if reason in HANDOFF_REASONS else "other"
+
+
 def observe_answer(answer: Answer, channel: str) -> None:
     ANSWERS.labels(channel).inc()
     RETRIEVAL_TIME.observe(answer.retrieval_ms / 1000)
@@ -34,4 +44,4 @@ def observe_answer(answer: Answer, channel: str) -> None:
     if answer.ttft_ms is not None:
         TIME_TO_FIRST_TOKEN.observe(answer.ttft_ms / 1000)
     if answer.handoff:
-        HANDOFFS.labels(answer.handoff.reason).inc()
+        HANDOFFS.labels(handoff_reason(answer.handoff.reason)).inc()

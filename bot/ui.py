@@ -235,6 +235,7 @@ async def _answer(question: str) -> None:
         await reply.send()
         return
     assert answer is not None
+    metrics.observe_answer(answer, "chat")  # counted like the API's answers (handoffs included)
     cl.user_session.set("last_message_id", answer.message_id)
     reply.elements = _sources(answer)
     # The shown text ends as stored; each source name becomes a link that opens its passage.
@@ -263,6 +264,7 @@ async def talk_to_person(action: cl.Action) -> None:
             return service.conversations.request_handoff(conversation_id, "customer_asked", message_id)
 
         await asyncio.to_thread(record)
+        metrics.HANDOFFS.labels("customer_asked").inc()
         cl.user_session.set("handoff_requested", True)
     await cl.Message(HANDOFF_NOTICE).send()
 

@@ -161,3 +161,12 @@ def test_generated_json_never_gets_a_500(server):
     post()
     assert client.get("/healthz").status_code == 200
     assert any(400 <= s < 500 for s in statuses)
+
+
+def test_a_free_text_handoff_reason_never_becomes_a_metric_label(server):
+    client, _ = server
+    card = "my card is 4111 1111 1111 1111"
+    response = client.post("/api/handoff", json={"conversation_id": str(uuid.uuid4()), "reason": card})
+    assert response.status_code == 200
+    metrics = client.get("/metrics").text
+    assert "4111" not in metrics and 'supportbot_handoffs_total{reason="other"}' in metrics

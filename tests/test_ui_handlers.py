@@ -258,6 +258,32 @@ def test_talk_to_a_person_records_a_handoff_once(with_manual, chats) -> None:
     assert len(_rows(with_manual, "SELECT id FROM handoffs")) == 1
 
 
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_chat_answers_feedback_and_handoffs_are_counted_like_the_apis(with_manual, chats) -> None:
+    """A scripted chat session: the metrics move by what the database gained."""
+    before = (_sample("supportbot_answers_total", channel="chat"), _sample("supportbot_feedback_total", rating="up"),
+              _sample("supportbot_handoffs_total", reason="customer_asked"))
+    chat = chats(anonymous_customer())
+    chat.start()
+    rec = chat.say(QUESTION)
+    chat.say("How do I clean the Zephyr fan?")
+    run_id = next(s["id"] for s in rec.of("send_step") if s["name"] == "on_message")
+    asyncio.run(get_data_layer().upsert_feedback(Feedback(forId=run_id, threadId=chat.session.thread_id, value=1)))
+    chat.click("talk_to_person")
+    answers = len(_rows(with_manual, "SELECT id FROM messages WHERE role = 'assistant'"))
+    feedback = len(_rows(with_manual, "SELECT id FROM feedback WHERE rating = 1"))
+    handoffs = len(_rows(with_manual, "SELECT id FROM handoffs WHERE reason = 'customer_asked'"))
+    after = (_sample("supportbot_answers_total", channel="chat"), _sample("supportbot_feedback_total", rating="up"),
+             _sample("supportbot_handoffs_total", reason="customer_asked"))
+    assert (answers, feedback, handoffs) == (2, 1, 1)
+    assert tuple(a - b for a, b in zip(after, before, strict=True)) == (answers, feedback, handoffs)
+
+
 def test_talk_to_a_person_before_any_question(service, chats) -> None:
     chat = chats(anonymous_customer())
     chat.start()
