@@ -1,6 +1,7 @@
 """The automatic verdict against answers graded by reading (bot/evals/data/graded_answers.jsonl: the
-bot's answers on the Galaxy S10 manual and the KeePassXC user guide, each graded A correct and
-helpful, B partly, C wrong/invented/looping/wrongly handed off, with a one-line reason)."""
+bot's answers on the Galaxy S10 manual, the KeePassXC user guide and the Nextcloud client manual, each
+graded A correct and helpful, B partly, C wrong/invented/looping/wrongly handed off, with a one-line
+reason)."""
 
 from __future__ import annotations
 
