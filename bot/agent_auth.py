@@ -23,10 +23,10 @@ import base64
 import hashlib
 import hmac
 import html
+import json
 import os
 import re
 import secrets
-import shutil
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +42,13 @@ if TYPE_CHECKING:
     from chainlit.user import User
 
 CONFIG_TEMPLATE = Path(__file__).resolve().parent / ".chainlit" / "config.toml"
+_ORIGINS_LINE = re.compile(r"^allow_origins = .*$", re.M)
+
+
+def chainlit_config(settings: Settings) -> bytes:
+    """Our Chainlit config with the CORS origins of SUPPORTBOT_CORS_ORIGINS (none: same origin only)."""
+    origins = json.dumps(settings.cors_origin_list())
+    return _ORIGINS_LINE.sub(f"allow_origins = {origins}", CONFIG_TEMPLATE.read_text(encoding="utf-8")).encode()
 AGENT_PREFIX = "agent:"
 CUSTOMER_PREFIX = "customer:"
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -187,7 +194,7 @@ def prepare_chainlit_env(settings: Settings | None = None) -> Path:
         chosen = os.environ.get("CHAINLIT_APP_ROOT")
         picked_by_us_or_operator = chosen is not None and Path(chosen).resolve() == Path(loaded.APP_ROOT).resolve()
         if not picked_by_us_or_operator and (
-            not config.exists() or config.read_bytes() != CONFIG_TEMPLATE.read_bytes()
+            not config.exists() or config.read_bytes() != chainlit_config(s)
         ):
             raise RuntimeError(
                 f"chainlit was imported before prepare_chainlit_env() and reads {config}: call "
@@ -199,8 +206,8 @@ def prepare_chainlit_env(settings: Settings | None = None) -> Path:
         root = Path(explicit) if explicit else s.home / "chat"
         config = root / ".chainlit" / "config.toml"
         config.parent.mkdir(parents=True, exist_ok=True)
-        if not config.exists() or (not explicit and config.read_bytes() != CONFIG_TEMPLATE.read_bytes()):
-            shutil.copyfile(CONFIG_TEMPLATE, config)
+        if not config.exists() or (not explicit and config.read_bytes() != chainlit_config(s)):
+            config.write_bytes(chainlit_config(s))
         os.environ["CHAINLIT_APP_ROOT"] = str(root)
     os.environ.setdefault("CHAINLIT_AUTH_SECRET", _secret(s, root))
     return root

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, model_validator
@@ -33,6 +34,7 @@ from bot.conversations import Turn, UnknownMessage
 from bot.health import DatabaseProbe, health_body
 from bot.request_guard import MAX_MESSAGE_CHARS, SafeText, bearer_problem, install_guard
 from bot.service import SupportService, get_service
+from supportbot.settings import get_settings
 
 UI_FILE = Path(__file__).resolve().parent / "ui.py"
 
@@ -126,6 +128,10 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
 
     # Outermost: a body over the limit, or an upload without the agent token, is refused before it is read.
     install_guard(app, lambda scope: scope["app"].state.service.settings)
+    if origins := (service.settings if service else get_settings()).cors_origin_list():
+        # Pages of these origins may call the API (a chat widget on the company's site); no cookies here.
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", "Authorization", "X-Conversation-Id"])
 
     async def svc(request: Request) -> SupportService:
         # async: FastAPI runs a plain-def dependency on the worker pool, even for an async endpoint.

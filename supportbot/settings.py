@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         description="Signs chat sign-ins (Chainlit JWTs); empty = generated once in HOME/chat/auth-secret. "
         "Set the same value on every replica.",
     )
+    cors_origins: str = Field(
+        default="",
+        description="Origins (comma-separated, e.g. https://support.example.com) whose pages may call the API and "
+        "the chat from the browser; empty = same origin only. Never '*': the chat carries agents' sign-in cookies.",
+    )
     chat_collection: str = Field(
         default="", description="Collection the chat answers from and agents upload into; empty = all / 'default'."
     )
@@ -154,6 +159,13 @@ class Settings(BaseSettings):
     @property
     def pgdata(self) -> Path:
         return self.home / "pgdata"
+
+    def cors_origin_list(self) -> list[str]:
+        """SUPPORTBOT_CORS_ORIGINS as a list; '*' is refused (it would expose signed-in agents' chats)."""
+        origins = [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+        if "*" in origins:
+            raise ValueError("SUPPORTBOT_CORS_ORIGINS: list the origins (https://support.example.com), not '*'")
+        return origins
 
 
 @lru_cache

@@ -170,3 +170,26 @@ def test_a_free_text_handoff_reason_never_becomes_a_metric_label(server):
     assert response.status_code == 200
     metrics = client.get("/metrics").text
     assert "4111" not in metrics and 'supportbot_handoffs_total{reason="other"}' in metrics
+
+
+def test_cors_only_for_configured_origins(database_url, db):
+    import bot.ui  # noqa: F401  (points Chainlit at its folder before the chat is mounted)
+
+    service = SupportService(Settings(database_url=database_url, cors_origins="https://support.example.com"), db=db)
+    with live_server(create_app(service, mount_chat=True)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+        ok = client.options("/api/chat", headers={"Origin": "https://support.example.com", **preflight})
+        assert ok.headers.get("access-control-allow-origin") == "https://support.example.com"
+        assert "access-control-allow-credentials" not in ok.headers
+        evil = client.options("/api/chat", headers={"Origin": "https://evil.example", **preflight})
+        assert "access-control-allow-origin" not in evil.headers
+        # The chat, where agents sign in, never reflects an unlisted origin with their cookie (Chainlit reads
+        # its origins once per process: here from the default settings, none).
+        chat = client.get("/chat/project/settings?language=en-US",
+                          headers={"Origin": "https://evil.example", "Cookie": "access_token=x"})
+        assert "access-control-allow-origin" not in chat.headers
+
+
+def test_a_wildcard_origin_is_refused():
+    with pytest.raises(ValueError, match="not '\\*'"):
+        Settings(cors_origins="https://a.example, *").cors_origin_list()

@@ -469,12 +469,13 @@ def test_header_auth_makes_anonymous_customers() -> None:
 def test_chainlit_runs_from_the_data_folder_with_our_config() -> None:
     import chainlit.config
 
-    from bot.agent_auth import CONFIG_TEMPLATE, prepare_chainlit_env
+    from bot.agent_auth import chainlit_config, prepare_chainlit_env
     from supportbot.settings import get_settings
 
     root = get_settings().home / "chat"
     assert Path(chainlit.config.APP_ROOT) == root  # generated files stay out of the source tree
-    assert Path(chainlit.config.config_file).read_bytes() == CONFIG_TEMPLATE.read_bytes()
+    assert Path(chainlit.config.config_file).read_bytes() == chainlit_config(get_settings())
+    assert chainlit.config.config.project.allow_origins == []  # SUPPORTBOT_CORS_ORIGINS unset: same origin only
     assert chainlit.config.config.features.spontaneous_file_upload.enabled is False
     assert prepare_chainlit_env() == root  # calling it again is harmless
 
