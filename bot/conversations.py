@@ -2,12 +2,18 @@
 
 The app keeps no conversation state in memory: every turn reads its history from here, so any
 replica can serve any turn.
+
+What customers type is stored with personal data replaced by typed placeholders (<CARD>, <IBAN>,
+<EMAIL>, <PHONE>, …; the redactor the training data goes through), unless SUPPORTBOT_STORE_PERSONAL_DATA
+is set: a card number sent to a support chat must not sit in plain text in its database. The answer
+itself is computed from what the customer sent; only what is kept is redacted.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
@@ -28,9 +34,25 @@ class UnknownMessage(LookupError):
     pass
 
 
+@lru_cache(maxsize=1)
+def _redactor() -> Any:
+    from finetune.redact import Redactor  # presidio: about 5 s to load, once per process
+
+    return Redactor()
+
+
+def redact_personal_data(text: str) -> str:
+    """*text* with card numbers, IBANs, e-mail addresses, phone numbers and the like as placeholders."""
+    return _redactor().redact(text).text
+
+
 class ConversationStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, keep_personal_data: bool = False) -> None:
         self.db = db
+        self.keep_personal_data = keep_personal_data
+
+    def _stored(self, text: str | None) -> str | None:
+        return text if self.keep_personal_data or not text else redact_personal_data(text)
 
     def ensure(
         self,
@@ -66,7 +88,7 @@ class ConversationStore:
         with self.db.connection() as conn:
             conn.execute(
                 "INSERT INTO messages (id, conversation_id, role, content) VALUES (%s, %s, 'user', %s)",
-                (message_id, conversation_id, content),
+                (message_id, conversation_id, self._stored(content)),
             )
             conn.execute("UPDATE conversations SET updated_at = now() WHERE id = %s", (conversation_id,))
         return message_id
@@ -76,7 +98,8 @@ class ConversationStore:
         message_id = uuid.uuid4()
         cited = {c.number for c in answer.citations}
         with self.db.connection() as conn, conn.transaction():
-            conn.execute("UPDATE messages SET standalone = %s WHERE id = %s", (answer.standalone, question_id))
+            conn.execute("UPDATE messages SET standalone = %s WHERE id = %s",
+                         (self._stored(answer.standalone), question_id))
             conn.execute(
                 """INSERT INTO messages (id, conversation_id, role, content, handoff_reason, model, adapter,
                                          ttft_ms, total_ms)
@@ -106,7 +129,7 @@ class ConversationStore:
                 raise UnknownMessage(f"no answer with id {message_id}")
             row = conn.execute(
                 "INSERT INTO feedback (message_id, rating, comment) VALUES (%s, %s, %s) RETURNING id",
-                (message_id, rating, comment),
+                (message_id, rating, self._stored(comment)),
             ).fetchone()
         return row["id"]
 
@@ -115,7 +138,7 @@ class ConversationStore:
         with self.db.connection() as conn:
             row = conn.execute(
                 "UPDATE feedback SET rating = %s, comment = %s WHERE id = %s RETURNING id",
-                (rating, comment, feedback_id),
+                (rating, self._stored(comment), feedback_id),
             ).fetchone()
         return row is not None
 
@@ -138,6 +161,6 @@ class ConversationStore:
         return conn.execute(
             "INSERT INTO handoffs (conversation_id, message_id, reason, transcript) VALUES (%s, %s, %s, %s) "
             "RETURNING id",
-            (conversation_id, message_id, reason,
+            (conversation_id, message_id, self._stored(reason),
              Jsonb([{**t, "created_at": t["created_at"].isoformat()} for t in transcript])),
         ).fetchone()["id"]

@@ -33,7 +33,7 @@ class SupportService:
         self.searcher = Searcher.from_settings(self.db, self.embedder, self.settings)
         self.chat_model = get_chat_model(self.settings)
         self.chain = SupportChain.from_settings(self.searcher, self.chat_model, self.settings)
-        self.conversations = ConversationStore(self.db)
+        self.conversations = ConversationStore(self.db, self.settings.store_personal_data)
         self.adapters = LiveAdapters(AdapterRegistry(self.db, self.settings.home), self.settings)
         self.ingestor = Ingestor(self.db, self.embedder, self.settings)
         self._ingest_lock = threading.Lock()  # one upload at a time per process keeps memory bounded

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         description="Signs chat sign-ins (Chainlit JWTs); empty = generated once in HOME/chat/auth-secret. "
         "Set the same value on every replica.",
     )
+    store_personal_data: bool = Field(
+        default=False,
+        description="Store what customers type as sent. Default (false): card numbers, IBANs, e-mail addresses, "
+        "phone numbers and similar are stored as placeholders (<CARD>, <EMAIL>, …) in conversations, feedback and "
+        "handoff transcripts, so the human agent asks the customer for them again.",
+    )
     cors_origins: str = Field(
         default="",
         description="Origins (comma-separated, e.g. https://support.example.com) whose pages may call the API and "
