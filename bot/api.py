@@ -12,6 +12,7 @@ refusal or a health probe never waits for a worker thread.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 import uuid
@@ -20,11 +21,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import psycopg
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field, model_validator
 
 from bot import metrics
@@ -37,6 +40,7 @@ from bot.service import SupportService, get_service
 from supportbot.settings import get_settings
 
 UI_FILE = Path(__file__).resolve().parent / "ui.py"
+log = logging.getLogger(__name__)
 
 
 # --- request bodies ------------------------------------------------------------------------
@@ -132,6 +136,12 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         # Pages of these origins may call the API (a chat widget on the company's site); no cookies here.
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization", "X-Conversation-Id"])
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable for %s: %s", request.url.path, exc)
+        return _unavailable(request.url.path.startswith("/v1/"))
 
     async def svc(request: Request) -> SupportService:
         # async: FastAPI runs a plain-def dependency on the worker pool, even for an async endpoint.
@@ -358,18 +368,39 @@ def _overloaded(s: SupportService, channel: str) -> JSONResponse:
     return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry)})
 
 
+DATABASE_RETRY_AFTER_S = 5  # a restart takes about a second; a crash recovery a few
+DATABASE_DOWN = (PoolTimeout, psycopg.OperationalError)
+_DATABASE_MESSAGE = (f"The support service cannot reach its database right now; nothing was stored. "
+                     f"Please retry in {DATABASE_RETRY_AFTER_S} s.")
+
+
+def _unavailable(openai_shape: bool) -> JSONResponse:
+    """503 with Retry-After within the pool's wait (SUPPORTBOT_DB_WAIT_S), never a bare 500 after 30 s."""
+    body: dict[str, Any] = (
+        {"error": {"message": _DATABASE_MESSAGE, "type": "service_unavailable", "param": None,
+                   "code": "database_unavailable"}}
+        if openai_shape else {"detail": _DATABASE_MESSAGE, "retry_after_s": DATABASE_RETRY_AFTER_S}
+    )
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+
+
 def _extras(answer: Answer) -> dict[str, Any]:
     data = answer.to_dict()
     return {k: data[k] for k in ("citations", "handoff", "conversation_id", "message_id")}
 
 
 def _sse(events: Iterator[str | Answer], channel: str) -> Iterator[str]:
-    for event in events:
-        if isinstance(event, Answer):
-            metrics.observe_answer(event, channel)
-            yield f"event: answer\ndata: {json.dumps(event.to_dict())}\n\n"
-        else:
-            yield f"event: token\ndata: {json.dumps({'text': event})}\n\n"
+    try:
+        for event in events:
+            if isinstance(event, Answer):
+                metrics.observe_answer(event, channel)
+                yield f"event: answer\ndata: {json.dumps(event.to_dict())}\n\n"
+            else:
+                yield f"event: token\ndata: {json.dumps({'text': event})}\n\n"
+    except DATABASE_DOWN as exc:  # the status line is gone: say it in the stream, not with an empty body
+        log.warning("database unavailable during a stream: %s", exc)
+        body = {"detail": _DATABASE_MESSAGE, "retry_after_s": DATABASE_RETRY_AFTER_S}
+        yield f"event: error\ndata: {json.dumps(body)}\n\n"
 
 
 def _openai_sse(events: Iterator[str | Answer], completion_id: str, created: int, model: str) -> Iterator[str]:
@@ -379,10 +410,16 @@ def _openai_sse(events: Iterator[str | Answer], completion_id: str, created: int
         return f"data: {json.dumps(body)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    for event in events:
-        if isinstance(event, Answer):
-            metrics.observe_answer(event, "openai")
-            yield chunk({}, "stop", **_extras(event))
-        else:
-            yield chunk({"content": event})
+    try:
+        for event in events:
+            if isinstance(event, Answer):
+                metrics.observe_answer(event, "openai")
+                yield chunk({}, "stop", **_extras(event))
+            else:
+                yield chunk({"content": event})
+    except DATABASE_DOWN as exc:  # OpenAI's clients raise on an error object in the stream
+        log.warning("database unavailable during a stream: %s", exc)
+        error = {"message": _DATABASE_MESSAGE, "type": "service_unavailable", "code": "database_unavailable"}
+        yield f"data: {json.dumps({'error': error})}\n\n"
+        return
     yield "data: [DONE]\n\n"

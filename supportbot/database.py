@@ -60,12 +60,13 @@ def _configure(conn: psycopg.Connection) -> None:
 class Database:
     """A pool of connections that know the pgvector type; open it with :func:`open_database`."""
 
-    def __init__(self, url: str, max_size: int = 8) -> None:
+    def __init__(self, url: str, max_size: int = 8, wait_s: float = 3.0) -> None:
         self.url = url
         self.pool = ConnectionPool(
             url,
             min_size=1,
             max_size=max_size,
+            timeout=wait_s,  # a customer is told at once (503) rather than left waiting for a dead server
             kwargs={"row_factory": dict_row},
             configure=_configure,
             check=self._check,
@@ -120,4 +121,4 @@ def open_database(settings: Settings | None = None, *, migrate: bool = True) -> 
     url = resolve_url(settings)
     if migrate:
         upgrade(url)
-    return Database(url, max_size=settings.db_pool_max).open()
+    return Database(url, max_size=settings.db_pool_max, wait_s=settings.db_wait_s).open()

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         description="PostgreSQL (>= 15, with pgvector). Unset: the embedded server in HOME/pgdata.",
     )
     db_pool_max: int = Field(default=8, ge=1)
+    db_wait_s: float = Field(
+        default=3.0, gt=0, description="How long a request waits for a database connection (a restart takes "
+        "about 1 s) before the customer gets a 503 with Retry-After."
+    )
     log_level: str = Field(default="WARNING", description="Python logging level.")
 
     # Embeddings

@@ -88,8 +88,8 @@ def test_after_a_restart_the_pool_replaces_its_dead_connections_at_once(own_post
 
 
 def test_a_query_made_while_the_database_is_down_waits_for_it(own_postgres: RestartablePostgres) -> None:
-    """Within the pool's timeout (30 s) a request does not fail; it waits for the server to be back."""
-    with open_database(Settings(database_url=own_postgres.url)) as db, ThreadPoolExecutor(1) as worker:
+    """Within the pool's wait (SUPPORTBOT_DB_WAIT_S) a request does not fail; it waits for the server."""
+    with open_database(Settings(database_url=own_postgres.url, db_wait_s=20)) as db, ThreadPoolExecutor(1) as worker:
         own_postgres.stop()
 
         def query() -> dict[str, int]:
@@ -114,8 +114,8 @@ def sse_lines(response: httpx.Response) -> Iterator[tuple[str, dict]]:
 
 def test_a_conversation_goes_on_across_a_database_restart(own_postgres: RestartablePostgres, embedder) -> None:
     """The restart happens while an answer streams; that answer is still stored, and no request after
-    it fails. (Requests that arrive while the server is down wait for it, up to the pool's 30 s.)"""
-    settings = Settings(database_url=own_postgres.url)
+    it fails. (Requests that arrive while the server is down wait for it, up to SUPPORTBOT_DB_WAIT_S.)"""
+    settings = Settings(database_url=own_postgres.url, db_wait_s=20)
     db = open_database(settings)
     Ingestor(db, embedder, settings).ingest_paths([SAMPLE_KB])
     service = SupportService(settings, db=db)
@@ -150,6 +150,33 @@ def test_a_conversation_goes_on_across_a_database_restart(own_postgres: Restarta
                             (conversation,)).fetchall()
     assert [r["role"] for r in rows] == ["user", "assistant"] * 3
     assert [r["content"] for r in rows[::2]] == questions
+
+
+def test_with_the_database_down_customers_get_a_503_within_seconds(own_postgres: RestartablePostgres,
+                                                                     embedder) -> None:
+    """Not a 30 s wait for a bare 500: a 503 with Retry-After (OpenAI's error shape on /v1), an error
+    event in a stream; and answers again as soon as the database is back."""
+    settings = Settings(database_url=own_postgres.url, db_wait_s=2)
+    db = open_database(settings)
+    Ingestor(db, embedder, settings).ingest_paths([SAMPLE_KB])
+    service = SupportService(settings, db=db)
+    question = {"message": "How do I factory reset the router?"}
+    try:
+        with live_server(create_app(service, mount_chat=False)) as url, httpx.Client(base_url=url, timeout=60) as http:
+            own_postgres.stop()
+            started = time.perf_counter()
+            api = http.post("/api/chat", json=question)
+            assert time.perf_counter() - started < 5
+            assert api.status_code == 503 and int(api.headers["retry-after"]) > 0 and "retry" in api.json()["detail"]
+            v1 = http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "reset?"}]})
+            assert v1.status_code == 503 and v1.json()["error"]["code"] == "database_unavailable"
+            with http.stream("POST", "/api/chat", json={**question, "stream": True}) as response:
+                events = list(sse_lines(response))
+            assert events and events[-1][0] == "error" and "retry" in events[-1][1]["detail"]
+            own_postgres.start()
+            assert http.post("/api/chat", json=question).status_code == 200
+    finally:
+        service.close()
 
 
 # --- b. an ingestion killed with SIGKILL while it stores a document ---------------------------------
