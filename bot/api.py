@@ -1,8 +1,9 @@
 """The HTTP API (FastAPI), with the Chainlit chat mounted at /chat.
 
 Customer-facing: /api/chat (JSON or server-sent events), /v1/chat/completions (OpenAI-compatible,
-so existing OpenAI clients and chat widgets work unchanged), /api/search, /api/feedback,
-/api/handoff. Agent-only (Bearer SUPPORTBOT_AGENT_TOKEN): /api/documents.
+so existing OpenAI clients and chat widgets work unchanged), /api/feedback, /api/handoff.
+Agent-only (Bearer SUPPORTBOT_AGENT_TOKEN): /api/documents, and /api/search unless
+SUPPORTBOT_PUBLIC_SEARCH is set.
 
 The two answering endpoints are admitted by bot.admission (HTTP 503 + Retry-After when
 SUPPORTBOT_MAX_QUEUED_ANSWERS answers are in flight); they and /healthz are ``async`` so that a
@@ -221,7 +222,15 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
 
     # --- customers -----------------------------------------------------------------------
 
-    @app.post("/api/search", tags=["chat"])
+    def searcher_allowed(authorization: Annotated[str | None, Header()] = None,
+                         s: SupportService = Depends(svc)) -> None:
+        # Raw passages are what planted instructions in an uploaded FAQ would reach anyone through:
+        # agents only, unless the operator opens it.
+        if not s.settings.public_search:
+            _require_bearer(authorization, s.settings.agent_token, "SUPPORTBOT_AGENT_TOKEN",
+                            "search (set SUPPORTBOT_PUBLIC_SEARCH=true to open it to anyone)")
+
+    @app.post("/api/search", tags=["chat"], dependencies=[Depends(searcher_allowed)])
     def search(body: SearchRequest, s: SupportService = Depends(svc)) -> list[dict[str, Any]]:
         return [h.to_dict() for h in s.searcher.search(body.query, body.k, body.collection, body.product)]
 

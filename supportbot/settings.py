@@ -135,6 +135,9 @@ class Settings(BaseSettings):
         description="Signs chat sign-ins (Chainlit JWTs); empty = generated once in HOME/chat/auth-secret. "
         "Set the same value on every replica.",
     )
+    public_search: bool = Field(
+        default=False, description="Open POST /api/search (raw passages) to anyone; default: agents' token only."
+    )
     store_personal_data: bool = Field(
         default=False,
         description="Store what customers type as sent. Default (false): card numbers, IBANs, e-mail addresses, "

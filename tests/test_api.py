@@ -122,7 +122,9 @@ def test_documents_need_the_agent_token(server, tmp_path):
         assert bad.json()["documents"][0]["message"] == "broken.pdf: truncated PDF (no %%EOF marker at the end)"
         listed = http.get("/api/documents", headers=auth).json()
         lamp = next(d for d in listed if d["source"] == "lamp.md")
-        hits = http.post("/api/search", json={"query": "dim the lamp", "collection": "lamps"}).json()
+        search = {"query": "dim the lamp", "collection": "lamps"}
+        assert http.post("/api/search", json=search).status_code == 401  # raw passages: agents only by default
+        hits = http.post("/api/search", json=search, headers=auth).json()
         assert hits[0]["source"] == "lamp.md"
         assert http.delete(f"/api/documents/{lamp['id']}", headers=auth).status_code == 200
         assert http.delete(f"/api/documents/{lamp['id']}", headers=auth).status_code == 404

@@ -24,7 +24,7 @@ TOKEN = "agent-secret"
 @pytest.fixture
 def server(database_url, db, ingestor):
     ingestor.ingest_paths([SAMPLE_KB])
-    service = SupportService(Settings(database_url=database_url, agent_token=TOKEN), db=db)
+    service = SupportService(Settings(database_url=database_url, agent_token=TOKEN, public_search=True), db=db)
     with live_server(create_app(service, mount_chat=False)) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client, service
 
