@@ -86,10 +86,45 @@ def _cancel_criteria(event: threading.Event) -> Any:
     return StoppingCriteriaList([Cancelled()])
 
 
+class _Pieces:
+    """transformers' incremental detokenizer (the one ``TextIteratorStreamer`` uses), fed one token at a time,
+    so that both generation paths cut the text into the same pieces."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        from transformers import TextStreamer
+
+        pieces: list[str] = []
+
+        class Collect(TextStreamer):
+            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                if text:
+                    pieces.append(text)
+
+        self._streamer = Collect(tokenizer, skip_prompt=False, skip_special_tokens=True)
+        self._pieces = pieces
+
+    def put(self, token: int) -> list[str]:
+        import torch
+
+        self._streamer.put(torch.tensor([token]))
+        return self._take()
+
+    def end(self) -> list[str]:
+        self._streamer.end()
+        return self._take()
+
+    def _take(self) -> list[str]:
+        out = self._pieces[:]
+        self._pieces.clear()
+        return out
+
+
 class LocalChatModel(BaseChatModel):
     """A transformers causal LM in this process. Greedy (deterministic) unless temperature > 0.
 
-    One generation runs at a time (a lock): concurrent requests queue instead of fighting over the cores.
+    ``batching="continuous"`` (the default): concurrent generations decode together, one forward pass per
+    step, and a new request joins between steps (:mod:`bot.batching`). ``"off"``: one generation at a time
+    (a lock), the others queue — the path to compare against, and the fallback.
     """
 
     model: Any = Field(exclude=True)
@@ -98,7 +133,11 @@ class LocalChatModel(BaseChatModel):
     max_new_tokens: int = 160
     temperature: float = 0.0
     top_p: float = 0.9
+    batching: str = Field(default="continuous", pattern="^(continuous|off)$")
+    max_batch_size: int = Field(default=16, ge=1)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _batcher: Any = PrivateAttr(default=None)
+    _batcher_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)  # not _lock: generations hold that
 
     @classmethod
     def from_settings(cls, settings: Settings, adapter_dir: str | Path | None = None, **fields: Any) -> LocalChatModel:
@@ -113,6 +152,8 @@ class LocalChatModel(BaseChatModel):
             model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
         fields.setdefault("model_name", settings.base_model or CONVERTED_NAME)
         fields.setdefault("max_new_tokens", settings.max_new_tokens)
+        fields.setdefault("batching", settings.batching)
+        fields.setdefault("max_batch_size", settings.max_batch_size)
         return cls(model=model, tokenizer=tokenizer, **fields)
 
     @property
@@ -122,6 +163,52 @@ class LocalChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        return {int(t) for t in (eos if isinstance(eos, list) else [eos]) if t is not None}
+
+    @property
+    def batcher(self) -> Any:
+        """The :class:`bot.batching.ContinuousBatcher` of this model (one per model object, started on first use)."""
+        with self._batcher_lock:  # two first requests at once must not start two schedulers on one model
+            if self._batcher is None:
+                from bot.batching import ContinuousBatcher
+
+                self._batcher = ContinuousBatcher(self.model, self._eos_ids(), self.max_batch_size)
+            return self._batcher
+
+    def _batched(
+        self, chat: list[dict[str, str]], stop: list[str] | None, max_new_tokens: int | None
+    ) -> Iterator[str | dict[str, Any]]:
+        """Text pieces of one batched generation, cut at the first stop string; ends with a dict of the
+        finish reason and usage. Closing the iterator early cancels the generation (its row leaves the batch)."""
+        ids = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=True)["input_ids"]
+        generation = self.batcher.submit(
+            ids, max_new_tokens or self.max_new_tokens, temperature=self.temperature, top_p=self.top_p
+        )
+        pieces = _Pieces(self.tokenizer)
+
+        def decoded() -> Iterator[str]:
+            for token in generation:
+                yield from pieces.put(token)
+            yield from pieces.end()
+
+        scanner = _StopScanner(stop)
+        stopped = False
+        try:
+            for piece in decoded():
+                text, stopped = scanner.feed(piece)
+                if text:
+                    yield text
+                if stopped:
+                    break
+            if not stopped and (tail := scanner.flush()):
+                yield tail
+        finally:
+            generation.cancel()  # no-op when it finished; else frees its row before the next step
+        finish = "stop" if stopped else generation.finish_reason
+        yield {"finish_reason": finish, "usage": _usage(len(ids), len(generation.tokens))}
 
     def _run(self, chat: list[dict[str, str]], max_new_tokens: int | None = None, **generate: Any) -> dict[str, Any]:
         """Tokenize and generate (call with the lock held); returns the text, token counts and finish reason."""
@@ -150,6 +237,8 @@ class LocalChatModel(BaseChatModel):
 
     def generate_text(self, chat: list[dict[str, str]], max_new_tokens: int | None = None) -> str:
         """Plain, generator-free generation for ``{"role", "content"}`` dicts."""
+        if self.batching == "continuous":
+            return "".join(p for p in self._batched(chat, None, max_new_tokens) if isinstance(p, str))
         with self._lock:
             return self._run(chat, max_new_tokens)["text"]
 
@@ -160,10 +249,14 @@ class LocalChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        with self._lock:
-            result = self._run(to_chat(messages), kwargs.get("max_new_tokens"))
-        text = _cut(result["text"], stop)
-        finish = "stop" if text != result["text"] else result["finish_reason"]
+        if self.batching == "continuous":
+            *pieces, result = self._batched(to_chat(messages), stop, kwargs.get("max_new_tokens"))
+            text, finish = "".join(pieces), result["finish_reason"]
+        else:
+            with self._lock:
+                result = self._run(to_chat(messages), kwargs.get("max_new_tokens"))
+            text = _cut(result["text"], stop)
+            finish = "stop" if text != result["text"] else result["finish_reason"]
         message = AIMessage(
             content=text,
             usage_metadata=result["usage"],
@@ -178,6 +271,13 @@ class LocalChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        if self.batching == "continuous":
+            for piece in self._batched(to_chat(messages), stop, kwargs.get("max_new_tokens")):
+                if isinstance(piece, str):
+                    yield _text_chunk(piece, run_manager)
+                else:
+                    yield _last_chunk(piece["finish_reason"], self.model_name, piece["usage"])
+            return
         from transformers import TextIteratorStreamer
 
         chat = to_chat(messages)
@@ -313,7 +413,7 @@ def get_chat_model(settings: Settings | None = None, adapter_dir: str | Path | N
     s = settings or get_settings()
     key = (
         s.llm_backend, s.llm_url, s.llm_api_key, s.llm_model, s.max_new_tokens,
-        s.base_model, s.llm_dtype, str(s.home), str(adapter_dir or ""),
+        s.base_model, s.llm_dtype, s.batching, s.max_batch_size, str(s.home), str(adapter_dir or ""),
     )  # fmt: skip
     with _models_lock:
         if key not in _models:

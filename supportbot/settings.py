@@ -123,6 +123,16 @@ class Settings(BaseSettings):
         "empty = the same path as here (a shared volume).",
     )
     max_new_tokens: int = Field(default=160, ge=1)
+    # On CPU a small model costs about as much per step for 8 sequences as for 1 (per-op overhead, not
+    # arithmetic), so decoding concurrent answers together multiplies throughput; see bot/batching.py.
+    batching: str = Field(
+        default="continuous", pattern="^(continuous|off)$",
+        description="Local model: continuous = concurrent generations decode together, a new one joins between "
+        "steps; off = one generation at a time (a lock).",
+    )
+    max_batch_size: int = Field(
+        default=16, ge=1, description="Local model: most sequences decoding together; more requests wait to join."
+    )
 
     # Chat UI and agents
     agents: str = Field(
