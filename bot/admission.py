@@ -9,8 +9,11 @@ client can retry or go elsewhere (another replica, a person).
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -27,12 +30,26 @@ class AnswerSlots:
 
     Non-blocking on purpose: waiting here would only move the queue from the model to the gate.
     Thread-safe (the chat UI acquires from its own threads, the API from the event loop).
+
+    The bound follows measured capacity: once enough answers have finished in the last *window_s*
+    seconds, it admits as many as that throughput finishes within *max_wait_s* (never fewer than
+    *limit*, never more than *ceiling*), and a refused client is told to come back when the answers
+    in flight will have finished (:meth:`retry_after_s`), not after a fixed guess. Quoted answers finish in
+    milliseconds and a batched model many per second, where a lock finished one every 13 s.
     """
 
-    def __init__(self, limit: int) -> None:
+    MIN_SAMPLES = 5  # completions in the window before the measured rate is trusted
+
+    def __init__(self, limit: int, max_wait_s: float = 0.0, window_s: float = 30.0, ceiling: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if limit < 1:
             raise ValueError(f"the answer limit must be at least 1, not {limit}")
-        self.limit = limit
+        self.floor = limit
+        self.max_wait_s = max_wait_s
+        self.window_s = window_s
+        self.ceiling = max(ceiling, limit)
+        self._clock = clock
+        self._finished: deque[float] = deque()  # completion times within the window
         self._in_flight = 0
         self._lock = threading.Lock()
 
@@ -40,17 +57,48 @@ class AnswerSlots:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def try_acquire(self) -> Slot | None:
+    def throughput(self) -> float | None:
+        """Answers finished per second over the window; None until there are enough of them."""
         with self._lock:
-            if self._in_flight >= self.limit:
+            self._forget(self._clock())
+            if len(self._finished) < self.MIN_SAMPLES:
+                return None
+            return len(self._finished) / self.window_s
+
+    @property
+    def limit(self) -> int:
+        rate = self.throughput()
+        if rate is None or self.max_wait_s <= 0:
+            return self.floor
+        return max(self.floor, min(self.ceiling, int(rate * self.max_wait_s)))
+
+    def retry_after_s(self, default: int) -> int:
+        """Seconds until the answers in flight should have finished at the measured rate (*default*
+        before there is a measurement), at least 1."""
+        rate = self.throughput()
+        if rate is None:
+            return default
+        return max(1, math.ceil(self._in_flight / rate))
+
+    def try_acquire(self) -> Slot | None:
+        limit = self.limit
+        with self._lock:
+            if self._in_flight >= limit:
                 return None
             self._in_flight += 1
         metrics.ANSWERS_IN_FLIGHT.inc()
         return Slot(self)
 
+    def _forget(self, now: float) -> None:
+        while self._finished and self._finished[0] < now - self.window_s:
+            self._finished.popleft()
+
     def _release(self) -> None:
         with self._lock:
             self._in_flight -= 1
+            now = self._clock()
+            self._finished.append(now)
+            self._forget(now)
         metrics.ANSWERS_IN_FLIGHT.dec()
 
 

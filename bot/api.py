@@ -366,7 +366,7 @@ async def _answer_now(events: HeldEvents[str | Answer], channel: str) -> Answer:
 def _overloaded(s: SupportService, channel: str) -> JSONResponse:
     """503 at once with Retry-After: better than a wait of minutes no customer sits through."""
     metrics.ANSWERS_REFUSED.labels(channel).inc()
-    retry = s.settings.retry_after_s
+    retry = s.answer_slots.retry_after_s(s.settings.retry_after_s)  # what the queue needs, once measured
     message = (f"Too many questions are being answered right now ({s.answer_slots.limit} at once on this "
                f"server); nothing was stored. Please retry in {retry} s.")
     if channel == "openai":  # the shape OpenAI clients parse (and retry on, honouring Retry-After)

@@ -39,7 +39,7 @@ class SupportService:
         self._ingest_lock = threading.Lock()  # one upload at a time per process keeps memory bounded
         # Shared by the HTTP API and the chat UI: both queue for the same model. Callers take a slot
         # before stream() (which stores the question), so a refused question leaves no trace.
-        self.answer_slots = AnswerSlots(self.settings.max_queued_answers)
+        self.answer_slots = AnswerSlots(self.settings.max_queued_answers, self.settings.max_answer_wait_s)
 
     def stream(
         self,

@@ -90,14 +90,23 @@ class Settings(BaseSettings):
     ops_token: str = Field(default="", description="Bearer token for /api/train; empty = training over HTTP off.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    # The local model answers one question at a time (~13 s each on 2 cores): 8 admitted answers mean
-    # the last waits ~1.5 min; beyond that a customer is better told at once than left waiting.
+    # Before any answer has finished, at most this many are admitted (a model writing answers behind a
+    # lock took ~13 s each on 2 cores). Once throughput is measured, the bound follows it (bot/admission.py).
     max_queued_answers: int = Field(
         default=8, ge=1,
-        description="Answers in progress or waiting for the model per process (API and chat together); "
-        "more questions are refused at once (HTTP 503). Raise it with an inference server that batches.",
+        description="Answers in progress or waiting, per process (API and chat together), before throughput is "
+        "measured, and the least admitted after; more questions are refused at once (HTTP 503).",
     )
-    retry_after_s: int = Field(default=15, ge=1, description="Retry-After of those 503s (about one answer's time).")
+    max_answer_wait_s: float = Field(
+        default=10.0, ge=0,
+        description="Admit as many answers as the measured throughput (last 30 s) finishes in this time; "
+        "0 = a fixed bound of SUPPORTBOT_MAX_QUEUED_ANSWERS.",
+    )
+    retry_after_s: int = Field(
+        default=15, ge=1,
+        description="Retry-After of those 503s before throughput is measured; after, the time the answers in "
+        "flight need at the measured rate.",
+    )
     max_request_kb: int = Field(
         default=256, ge=16, description="Largest request body (KiB) outside uploads; more is refused (413) unread."
     )

@@ -65,6 +65,27 @@ def test_slots_bound_release_once_and_free_on_every_exit() -> None:
         AnswerSlots(0)
 
 
+def test_the_bound_and_retry_after_follow_measured_throughput() -> None:
+    now = [0.0]
+    slots = AnswerSlots(2, max_wait_s=10, window_s=30, ceiling=100, clock=lambda: now[0])
+    assert slots.limit == 2 and slots.retry_after_s(15) == 15  # nothing measured: the configured values
+    for _ in range(60):  # 60 answers in 30 s: 2 answers/s
+        slot = slots.try_acquire()
+        assert slot is not None
+        now[0] += 0.5
+        slot.release()
+    assert slots.throughput() == pytest.approx(2.0, rel=0.05)
+    assert slots.limit == 20  # what 2 answers/s finish in 10 s
+    held = [slots.try_acquire() for _ in range(20)]
+    assert all(held) and slots.try_acquire() is None
+    assert slots.retry_after_s(15) == 10  # 20 in flight at 2/s
+    for slot in held:
+        slot.release()
+    now[0] += 31  # the window empties: back to the configured bound and Retry-After
+    assert slots.limit == 2 and slots.retry_after_s(15) == 15
+    assert AnswerSlots(2, max_wait_s=0).limit == 2  # 0 = a fixed bound
+
+
 # --- over HTTP -------------------------------------------------------------------------------
 
 
