@@ -26,7 +26,7 @@ import psycopg
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field, model_validator
@@ -128,8 +128,10 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         app.state.db_probe = DatabaseProbe(app.state.service.db)
         yield
 
-    app = FastAPI(title="supportbot", version="0.1.0", lifespan=lifespan,
+    # docs_url=None: FastAPI's own /docs loads Swagger UI from a CDN, blank offline; ours serves it from a package.
+    app = FastAPI(title="supportbot", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Cited answers from your manuals, in your support tone, or a person.")
+    _offline_docs(app)
 
     # Outermost: a body over the limit, or an upload without the agent token, is refused before it is read.
     install_guard(app, lambda scope: scope["app"].state.service.settings)
@@ -342,6 +344,25 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle-v2 package (Swagger UI 5, which reads OpenAPI 3.1)."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="supportbot API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
 
 
 def _require_bearer(authorization: str | None, token: str, variable: str, what: str) -> None:

@@ -209,10 +209,14 @@ def _print_hits(hits) -> None:
 
 @agents_app.command("hash-password")
 def agents_hash_password(name: Annotated[str, typer.Argument(help="The agent's sign-in name.")]) -> None:
-    """Print NAME:HASH for SUPPORTBOT_AGENTS (join several with commas); asks for the password."""
+    """Print NAME:HASH for SUPPORTBOT_AGENTS (join several with commas); asks for the password, or reads
+    its first line from stdin when that is not a terminal (scripts: `echo "$PW" | supportbot agents ...`)."""
     from bot.agent_auth import agent_entry
 
-    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
     try:
         print(agent_entry(name, password))
     except ValueError as exc:

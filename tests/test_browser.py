@@ -187,6 +187,16 @@ def test_customer_and_agent_in_the_browser(server: str, db, tmp_path: Path) -> N
             _wait_for_message(page, "aurora-kettle.md: added")
             reply = _ask(page, "How do I descale the Aurora kettle?")
             assert "aurora kettle guide" in reply.inner_text().lower()
+
+            # --- the API docs render offline: every asset from this server, none from a CDN ----------
+            page = browser.new_context().new_page()
+            elsewhere: list[str] = []
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
+                       else (elsewhere.append(route.request.url), route.abort()))
+            page.goto(f"{server}/docs")
+            page.locator(".swagger-ui .info .title").filter(has_text="supportbot").wait_for()
+            page.locator(".opblock-summary-path", has_text="/v1/chat/completions").first.wait_for()
+            assert elsewhere == []
         except Exception:
             _explain(page, tmp_path)
             raise

@@ -84,3 +84,15 @@ def test_console_script_reads_queries_from_stdin(database_url):
     first, second = (json.loads(line) for line in lines)
     assert first[0]["heading_path"][-1] == "Factory reset"
     assert second[0]["text"].startswith("Q: How do I return my router?")
+
+
+def test_hash_password_reads_stdin_without_prompts_when_it_is_not_a_terminal() -> None:
+    from bot.agent_auth import parse_agents, verify_password
+
+    supportbot = Path(sys.executable).with_name("supportbot")
+    done = subprocess.run([str(supportbot), "agents", "hash-password", "alice"], input="s3cret pass\n",
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Password" not in done.stdout + done.stderr  # no prompt to answer
+    entry = done.stdout.strip().splitlines()[-1]
+    assert verify_password("s3cret pass", parse_agents(entry)["alice"])
