@@ -83,9 +83,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manual", type=Path, default=S10_HTML if S10_HTML.exists() else None)
     parser.add_argument("--questions", type=Path, default=S10_QUESTIONS if S10_QUESTIONS.exists() else None)
+    parser.add_argument("--sample-kb", action="store_true",
+                        help="the sample knowledge base and its questions, even where the S10 manual is present")
     parser.add_argument("-n", type=int, default=20, help="questions to time (default 20)")
     parser.add_argument("--users", type=int, default=8, help="concurrent users for the HTTP run (default 8)")
     args = parser.parse_args()
+    if args.sample_kb:
+        args.manual = args.questions = None
     load = contention_check()
 
     with fresh_home() as (settings, db):
