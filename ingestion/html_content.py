@@ -34,12 +34,17 @@ def _is_link_list(element: lxml.html.HtmlElement) -> bool:
     return bool(text) and link_text / len(text) >= MAX_LINK_SHARE
 
 
-def main_content(html: str) -> str:
+def main_content(html: bytes | str) -> str:
     """*html* with its navigation removed (unchanged when it cannot be parsed)."""
+    if isinstance(html, bytes):
+        try:
+            html = html.decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # another encoding: lxml reads the page's own <meta charset> from the bytes
     try:
         root = lxml.html.document_fromstring(html)
     except (ParserError, ValueError):
-        return html
+        return html if isinstance(html, str) else html.decode("utf-8", errors="replace")
     mains = root.xpath(_MAIN)
     if mains:
         # The largest main element: some themes nest an <article> inside <main>, or mark a small one.

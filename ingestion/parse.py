@@ -66,8 +66,7 @@ def _partition(path: Path) -> list:
 
             from ingestion.html_content import main_content
 
-            html = path.read_text(encoding="utf-8", errors="replace")
-            return partition_html(text=main_content(html), languages=["eng"])
+            return partition_html(text=main_content(path.read_bytes()), languages=["eng"])
         return partition(filename=str(path), languages=["eng"], **kwargs)
     except IngestError:
         raise

@@ -124,3 +124,12 @@ def test_pdf_without_text(tmp_path):
     path = write_pdf(tmp_path / "blank.pdf", [[]])
     with pytest.raises(IngestError, match="no text found"):
         parse_file(path)
+
+
+def test_html_in_its_declared_encoding(tmp_path):
+    path = tmp_path / "cafe.html"
+    page = ('<html><head><meta charset="iso-8859-1"></head>'
+            "<body><h1>Caf\xe9 machine</h1><p>D\xe9tartrez chaque mois.</p></body></html>")
+    path.write_bytes(page.encode("iso-8859-1"))
+    doc = parse_file(path)
+    assert doc.title == "Café machine" and doc.blocks[0].text == "Détartrez chaque mois."
