@@ -11,9 +11,9 @@ itself is computed from what the customer sent; only what is kept is redacted.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
@@ -34,11 +34,23 @@ class UnknownMessage(LookupError):
     pass
 
 
-@lru_cache(maxsize=1)
-def _redactor() -> Any:
-    from finetune.redact import Redactor  # presidio: about 5 s to load, once per process
+_redactor_lock = threading.Lock()
+_redactor_instance: Any = None
 
-    return Redactor()
+
+def _redactor() -> Any:
+    global _redactor_instance
+    with _redactor_lock:  # the warm-up thread and a first question must not both load it
+        if _redactor_instance is None:
+            from finetune.redact import Redactor  # presidio: about 5 s to load, once per process
+
+            _redactor_instance = Redactor()
+        return _redactor_instance
+
+
+def warm_redactor() -> None:
+    """Load the redactor ahead of the first message that needs it."""
+    _redactor()
 
 
 def redact_personal_data(text: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from bot.adapters import LiveAdapters
 from bot.admission import AnswerSlots
 from bot.chain import Answer, SupportChain, final_answer
-from bot.conversations import ConversationStore, Turn
+from bot.conversations import ConversationStore, Turn, warm_redactor
 from finetune.registry import AdapterRegistry
 from ingestion.pipeline import FileOutcome, Ingestor
 from ingestion.search import Searcher
@@ -34,6 +34,8 @@ class SupportService:
         self.chat_model = get_chat_model(self.settings)
         self.chain = SupportChain.from_settings(self.searcher, self.chat_model, self.settings)
         self.conversations = ConversationStore(self.db, self.settings.store_personal_data)
+        if not self.settings.store_personal_data:  # load the redactor (~5 s) now, not on the first question
+            threading.Thread(target=warm_redactor, name="redactor-warm-up", daemon=True).start()
         self.adapters = LiveAdapters(AdapterRegistry(self.db, self.settings.home), self.settings)
         self.ingestor = Ingestor(self.db, self.embedder, self.settings)
         self._ingest_lock = threading.Lock()  # one upload at a time per process keeps memory bounded
