@@ -437,7 +437,10 @@ def _serve(host: str, port: int) -> None:
 
     console.print(f"supportbot is up: chat at http://{host}:{port}/chat , API docs at http://{host}:{port}/docs",
                   highlight=False)
-    uvicorn.run(create_app(), host=host, port=port, log_level=get_settings().log_level.lower())
+    settings = get_settings()
+    # Without a bound, SIGTERM waits for every open connection, and a chat's websocket never closes by itself.
+    uvicorn.run(create_app(), host=host, port=port, log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=settings.shutdown_grace_s)
 
 
 @app.command()

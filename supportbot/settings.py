@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     agent_token: str = Field(default="", description="Bearer token for /api/documents; empty = those endpoints off.")
     ops_token: str = Field(default="", description="Bearer token for /api/train; empty = training over HTTP off.")
     host: str = "127.0.0.1"
+    shutdown_grace_s: float = Field(
+        default=10.0, gt=0, description="On SIGTERM, answers in flight get this long to finish; then open "
+        "connections (chat websockets, stalled clients) are closed and the server exits."
+    )
     port: int = Field(default=8000, ge=1, le=65535)
     # Before any answer has finished, at most this many are admitted (a model writing answers behind a
     # lock took ~13 s each on 2 cores). Once throughput is measured, the bound follows it (bot/admission.py).

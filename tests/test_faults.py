@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import time
@@ -177,6 +178,30 @@ def test_with_the_database_down_customers_get_a_503_within_seconds(own_postgres:
             assert http.post("/api/chat", json=question).status_code == 200
     finally:
         service.close()
+
+
+def test_sigterm_exits_within_the_grace_even_with_a_connection_left_open(database_url: str, tmp_path: Path) -> None:
+    """A client that never finishes its request (as a chat's websocket never closes) no longer keeps a
+    stopped server alive: it exits SUPPORTBOT_SHUTDOWN_GRACE_S after SIGTERM. (It had not after 40 s.)"""
+    import socket
+
+    from tests.server_process import ServerProcess
+
+    env = {**os.environ, "DATABASE_URL": database_url, "SUPPORTBOT_HOME": str(tmp_path / "home"),
+           "SUPPORTBOT_SHUTDOWN_GRACE_S": "2", "SUPPORTBOT_BASE_MODEL": str(base_model_path(get_settings()))}
+    server = ServerProcess(env, tmp_path / "serve.log")
+    try:
+        server.wait_ready()
+        with socket.create_connection(("127.0.0.1", server.port)) as stalled:
+            stalled.sendall(b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Content-Length: 100\r\n\r\n{\"message\": ")  # and nothing more
+            time.sleep(0.5)
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(timeout=15)
+            assert time.monotonic() - started < 8
+    finally:
+        server.stop()
 
 
 # --- b. an ingestion killed with SIGKILL while it stores a document ---------------------------------
