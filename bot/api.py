@@ -251,11 +251,12 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     @app.post("/api/feedback", tags=["chat"])
     def feedback(body: FeedbackRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:
         try:
-            feedback_id = s.conversations.add_feedback(body.message_id, body.rating, body.comment)
+            stored = s.conversations.add_feedback(body.message_id, body.rating, body.comment)
         except UnknownMessage as exc:
             raise HTTPException(404, str(exc)) from None
-        metrics.FEEDBACK.labels("up" if body.rating > 0 else "down").inc()
-        return {"feedback_id": feedback_id}
+        if stored.new:  # a second rating of the same answer replaces the first
+            metrics.FEEDBACK.labels("up" if body.rating > 0 else "down").inc()
+        return {"feedback_id": stored.feedback_id, "replaced": not stored.new}
 
     @app.post("/api/handoff", tags=["chat"])
     def handoff(body: HandoffRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:

@@ -74,9 +74,10 @@ class ChatDataLayer(BaseDataLayer):
         # a changed vote replaces the earlier one
         if rated.feedback_id is not None and conversations.update_feedback(rated.feedback_id, rating, comment):
             return rated.feedback_id
-        feedback_id = conversations.add_feedback(rated.message_id, rating, comment)
-        metrics.FEEDBACK.labels("up" if rating > 0 else "down").inc()  # a new rating, as the API counts them
-        return feedback_id
+        stored = conversations.add_feedback(rated.message_id, rating, comment)
+        if stored.new:  # counted as the API counts them: ratings, not changes of mind
+            metrics.FEEDBACK.labels("up" if rating > 0 else "down").inc()
+        return stored.feedback_id
 
     def _delete(self, feedback_id: int) -> None:
         self.get_service().conversations.delete_feedback(feedback_id)

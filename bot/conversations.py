@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from psycopg.types.json import Jsonb
 
@@ -32,6 +32,11 @@ class Turn:
 
 class UnknownMessage(LookupError):
     pass
+
+
+class Rated(NamedTuple):
+    feedback_id: int
+    new: bool  # False: it replaced an earlier rating of the same answer
 
 
 _redactor_lock = threading.Lock()
@@ -132,7 +137,8 @@ class ConversationStore:
                 self._handoff(conn, conversation_id, message_id, answer.handoff.reason)
         return message_id
 
-    def add_feedback(self, message_id: uuid.UUID, rating: int, comment: str | None = None) -> int:
+    def add_feedback(self, message_id: uuid.UUID, rating: int, comment: str | None = None) -> Rated:
+        """Rate an answer; a second rating of the same answer replaces the first (one per answer)."""
         if rating not in (-1, 1):
             raise ValueError("rating must be 1 (thumbs up) or -1 (thumbs down)")
         with self.db.connection() as conn:
@@ -140,10 +146,13 @@ class ConversationStore:
             if not known.fetchone():
                 raise UnknownMessage(f"no answer with id {message_id}")
             row = conn.execute(
-                "INSERT INTO feedback (message_id, rating, comment) VALUES (%s, %s, %s) RETURNING id",
+                """INSERT INTO feedback (message_id, rating, comment) VALUES (%s, %s, %s)
+                   ON CONFLICT (message_id) DO UPDATE
+                   SET rating = EXCLUDED.rating, comment = EXCLUDED.comment, created_at = now()
+                   RETURNING id, (xmax = 0) AS new""",  # xmax is 0 for a row this statement inserted
                 (message_id, rating, self._stored(comment)),
             ).fetchone()
-        return row["id"]
+        return Rated(row["id"], row["new"])
 
     def update_feedback(self, feedback_id: int, rating: int, comment: str | None = None) -> bool:
         """Change a rating (a customer changing their vote); False if it no longer exists."""

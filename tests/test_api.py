@@ -86,8 +86,11 @@ def test_chat_sse_conversation_feedback_and_handoff(server):
         assert second["conversation_id"] == conversation
         assert "guest network" in second["standalone_question"].lower()  # history came from the database
 
-        assert http.post("/api/feedback", json={"message_id": second["message_id"], "rating": -1,
-                                                "comment": "too vague"}).status_code == 200
+        first_vote = http.post("/api/feedback", json={"message_id": second["message_id"], "rating": 1})
+        assert first_vote.status_code == 200 and first_vote.json()["replaced"] is False
+        changed = http.post("/api/feedback", json={"message_id": second["message_id"], "rating": -1,
+                                                   "comment": "too vague"})
+        assert changed.json() == {"feedback_id": first_vote.json()["feedback_id"], "replaced": True}  # one per answer
         assert http.post("/api/feedback", json={"message_id": str(uuid.uuid4()), "rating": 1}).status_code == 404
         assert http.post("/api/feedback", json={"message_id": second["message_id"], "rating": 5}).status_code == 422
         handoff = http.post("/api/handoff", json={"conversation_id": conversation})

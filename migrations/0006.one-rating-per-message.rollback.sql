@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS feedback_one_per_message;
