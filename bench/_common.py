@@ -32,6 +32,8 @@ S10_SECTIONS = SHARED_MANUALS / "galaxy-s10-sections.json"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+NO_RATE_LIMITS = {"rate_limit_questions": 0, "rate_limit_feedback": 0, "rate_limit_handoffs": 0}
+
 _T0 = time.perf_counter()
 
 
@@ -58,7 +60,8 @@ def fresh_home(keep: bool = False) -> Iterator[Any]:
     from supportbot.database import open_database
     from supportbot.settings import Settings
 
-    settings = Settings(home=home).model_copy(update={"database_url": None})
+    # Rate limits off: every simulated customer of a benchmark comes from the same address.
+    settings = Settings(home=home).model_copy(update={"database_url": None, **NO_RATE_LIMITS})
     started = time.perf_counter()
     # Registered first with cleanup_mode="delete", so that open_database() joins this instance.
     server = get_server(settings.pgdata, cleanup_mode=None if keep else "delete")

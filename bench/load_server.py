@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import psutil
-from _common import REPO, progress
+from _common import NO_RATE_LIMITS, REPO, progress
 
 
 def _free_port() -> int:
@@ -41,7 +41,9 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float) -> None:
-        env = {**os.environ, "SUPPORTBOT_HOME": str(self.home), "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "SUPPORTBOT_HOME": str(self.home), "PYTHONPATH": str(REPO),
+               # every simulated customer comes from 127.0.0.1: per-client rate limits off
+               **{f"SUPPORTBOT_{name.upper()}": "0" for name in NO_RATE_LIMITS}}
         for name in ("DATABASE_URL", "SUPPORTBOT_DATABASE_URL"):
             env.pop(name, None)
         command = [sys.executable, "-c", "from bot.cli import app; app()", "quickstart",

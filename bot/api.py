@@ -36,6 +36,7 @@ from bot.admission import HeldEvents, HeldStreamingResponse, iterate_held
 from bot.chain import Answer, final_answer
 from bot.conversations import Turn, UnknownMessage
 from bot.health import DatabaseProbe, health_body
+from bot.rate_limits import RateLimited
 from bot.request_guard import MAX_MESSAGE_CHARS, SafeText, bearer_problem, install_guard
 from bot.service import SupportService, get_service
 from supportbot.settings import get_settings
@@ -150,6 +151,22 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         # async: FastAPI runs a plain-def dependency on the worker pool, even for an async endpoint.
         return request.app.state.service
 
+    def limited(kind: str) -> Any:
+        """Per-client rate limit of *kind* (bot/rate_limits.py): 429 with Retry-After beyond it."""
+
+        async def check(request: Request, s: SupportService = Depends(svc)) -> None:
+            s.rate_limits.check(kind, request.client.host if request.client else "unknown")
+
+        return Depends(check)
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        if request.url.path.startswith("/v1/"):  # the shape OpenAI clients parse (and back off on)
+            error = {"message": str(exc), "type": "rate_limit_exceeded", "param": None, "code": "rate_limit_exceeded"}
+            return JSONResponse({"error": error}, status_code=429, headers=headers)
+        return JSONResponse({"detail": str(exc), "retry_after_s": exc.retry_after_s}, status_code=429, headers=headers)
+
     def agent(authorization: Annotated[str | None, Header()] = None, s: SupportService = Depends(svc)) -> None:
         _require_bearer(authorization, s.settings.agent_token, "SUPPORTBOT_AGENT_TOKEN", "document management")
 
@@ -236,7 +253,8 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     def search(body: SearchRequest, s: SupportService = Depends(svc)) -> list[dict[str, Any]]:
         return [h.to_dict() for h in s.searcher.search(body.query, body.k, body.collection, body.product)]
 
-    @app.post("/api/chat", tags=["chat"], responses={503: {"description": "Too many answers in flight; retry"}})
+    @app.post("/api/chat", tags=["chat"], dependencies=[limited("question")],
+              responses={503: {"description": "Too many answers in flight; retry"}})
     async def chat(body: ChatRequest, request: Request, s: SupportService = Depends(svc)):
         slot = s.answer_slots.try_acquire()  # before stream(): a refused question is never stored
         if slot is None:
@@ -248,7 +266,7 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         answer = await _answer_now(slot.hold(events), "api")
         return answer.to_dict()
 
-    @app.post("/api/feedback", tags=["chat"])
+    @app.post("/api/feedback", tags=["chat"], dependencies=[limited("feedback")])
     def feedback(body: FeedbackRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:
         try:
             stored = s.conversations.add_feedback(body.message_id, body.rating, body.comment)
@@ -258,7 +276,7 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
             metrics.FEEDBACK.labels("up" if body.rating > 0 else "down").inc()
         return {"feedback_id": stored.feedback_id, "replaced": not stored.new}
 
-    @app.post("/api/handoff", tags=["chat"])
+    @app.post("/api/handoff", tags=["chat"], dependencies=[limited("handoff")])
     def handoff(body: HandoffRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:
         s.conversations.ensure(body.conversation_id)
         handoff_id = s.conversations.request_handoff(body.conversation_id, body.reason)
@@ -296,7 +314,7 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": "supportbot", "object": "model", "owned_by": "supportbot"}]}
 
-    @app.post("/v1/chat/completions", tags=["openai"],
+    @app.post("/v1/chat/completions", tags=["openai"], dependencies=[limited("question")],
               responses={503: {"description": "Too many answers in flight; retry (OpenAI error shape)"}})
     async def chat_completions(
         body: ChatCompletionRequest,

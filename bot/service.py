@@ -13,6 +13,7 @@ from bot.adapters import LiveAdapters
 from bot.admission import AnswerSlots
 from bot.chain import Answer, SupportChain, final_answer
 from bot.conversations import ConversationStore, Turn, warm_redactor
+from bot.rate_limits import RateLimiter
 from finetune.registry import AdapterRegistry
 from ingestion.pipeline import FileOutcome, Ingestor
 from ingestion.search import Searcher
@@ -42,6 +43,9 @@ class SupportService:
         # Shared by the HTTP API and the chat UI: both queue for the same model. Callers take a slot
         # before stream() (which stores the question), so a refused question leaves no trace.
         self.answer_slots = AnswerSlots(self.settings.max_queued_answers, self.settings.max_answer_wait_s)
+        self.rate_limits = RateLimiter({"question": self.settings.rate_limit_questions,
+                                        "feedback": self.settings.rate_limit_feedback,
+                                        "handoff": self.settings.rate_limit_handoffs})
 
     def stream(
         self,

@@ -111,6 +111,10 @@ class Settings(BaseSettings):
         description="Retry-After of those 503s before throughput is measured; after, the time the answers in "
         "flight need at the measured rate.",
     )
+    # Per client address and process, a sliding minute; 0 = no limit. A person asks a few questions a minute.
+    rate_limit_questions: int = Field(default=60, ge=0, description="Questions per client per minute (API, /v1).")
+    rate_limit_feedback: int = Field(default=60, ge=0, description="Ratings per client per minute.")
+    rate_limit_handoffs: int = Field(default=10, ge=0, description="Handoff requests per client per minute.")
     max_request_kb: int = Field(
         default=256, ge=16, description="Largest request body (KiB) outside uploads; more is refused (413) unread."
     )
