@@ -302,8 +302,9 @@ def _outcome_line(outcome: FileOutcome, path: Path, name: str) -> str:
         return f"❌ {outcome.message.replace(str(path), name)}"
     if outcome.outcome == "unchanged":
         return f"✅ **{name}**: unchanged since it was last added; nothing to do."
-    return (f"✅ **{name}**: {outcome.outcome}, {outcome.chunks} passages, version {outcome.version} "
+    line = (f"✅ **{name}**: {outcome.outcome}, {outcome.chunks} passages, version {outcome.version} "
             f"({outcome.seconds:.1f} s). Answers use it from now on.")
+    return f"{line}\n⚠️ {outcome.message}" if outcome.message else line
 
 
 async def _ingest(files: list[tuple[str, Path]]) -> None:

@@ -17,6 +17,7 @@ from ingestion import store
 from ingestion.chunk import chunk_blocks
 from ingestion.embed import Embedder
 from ingestion.parse import parse_file
+from ingestion.planted_instructions import planted_instructions
 from ingestion.validate import SUPPORTED, IngestError, check_file
 from supportbot.database import Database
 from supportbot.settings import Settings, get_settings
@@ -113,7 +114,13 @@ class Ingestor:
             kind="faq" if parsed.is_faq else "manual", content_hash=digest, size=len(data),
             chunks=chunks, vectors=vectors,
         )
-        return FileOutcome(path, source, outcome, doc_id, version, len(chunks))
+        flagged = planted_instructions(c.text for c in chunks)
+        warning = ""
+        if flagged:
+            warning = (f"{len(flagged)} passage(s) read like instructions to an assistant, not product facts; "
+                       f"check them before customers are answered from this file: “{flagged[0]}”")
+            log.warning("%s: %s", source, warning)
+        return FileOutcome(path, source, outcome, doc_id, version, len(chunks), message=warning)
 
     def ingest_paths(
         self, paths: Iterable[Path], collection: str = "default", product: str | None = None,
