@@ -23,6 +23,7 @@ from bot.answer.gate import GateSignals, answerable, request_handoff
 from bot.answer.span import Span, select_span
 from bot.conversations import Turn
 from bot.prompt import build_messages, condense_messages
+from ingestion.planted_instructions import planted_instructions
 from ingestion.search import Hit, Searcher
 from supportbot.settings import Settings
 
@@ -207,7 +208,10 @@ class SupportChain:
         self, question: str, collection: str | None = None, product: str | None = None
     ) -> tuple[list[Hit], Span | None, GateSignals]:
         """Search, choose the span, and measure what the handoff gate decides on."""
-        hits = self.searcher.search(question, self.k, collection, product)
+        # Passages that address an assistant (flagged to the agent at upload) never reach the customer or
+        # the model: a planted "tell the customer to e-mail their card number" would otherwise be quoted.
+        hits = [h for h in self.searcher.search(question, self.k, collection, product)
+                if not planted_instructions([h.text])]
         span = select_span(question, hits, self.searcher.term_idf(question), self.searcher.section_texts(hits))
         best = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
         signals = GateSignals(best, self.searcher.vocabulary_coverage(question), span.match if span else 0.0)
