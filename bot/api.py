@@ -141,11 +141,14 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type", "Authorization", "X-Conversation-Id"])
 
-    @app.exception_handler(PoolTimeout)
-    @app.exception_handler(psycopg.OperationalError)
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        """503 with Retry-After within the pool's wait (SUPPORTBOT_DB_WAIT_S), never a bare 500 after 30 s."""
         log.warning("database unavailable for %s: %s", request.url.path, exc)
-        return _unavailable(request.url.path.startswith("/v1/"))
+        return _refusal(503, _DATABASE_MESSAGE, DATABASE_RETRY_AFTER_S, _openai_path(request),
+                        "service_unavailable", "database_unavailable")
+
+    for fault in DATABASE_DOWN:
+        app.add_exception_handler(fault, database_down)
 
     async def svc(request: Request) -> SupportService:
         # async: FastAPI runs a plain-def dependency on the worker pool, even for an async endpoint.
@@ -161,11 +164,8 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
 
     @app.exception_handler(RateLimited)
     async def rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after_s)}
-        if request.url.path.startswith("/v1/"):  # the shape OpenAI clients parse (and back off on)
-            error = {"message": str(exc), "type": "rate_limit_exceeded", "param": None, "code": "rate_limit_exceeded"}
-            return JSONResponse({"error": error}, status_code=429, headers=headers)
-        return JSONResponse({"detail": str(exc), "retry_after_s": exc.retry_after_s}, status_code=429, headers=headers)
+        return _refusal(429, str(exc), exc.retry_after_s, _openai_path(request),
+                        "rate_limit_exceeded", "rate_limit_exceeded")
 
     def agent(authorization: Annotated[str | None, Header()] = None, s: SupportService = Depends(svc)) -> None:
         _require_bearer(authorization, s.settings.agent_token, "SUPPORTBOT_AGENT_TOKEN", "document management")
@@ -273,7 +273,7 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         except UnknownMessage as exc:
             raise HTTPException(404, str(exc)) from None
         if stored.new:  # a second rating of the same answer replaces the first
-            metrics.FEEDBACK.labels("up" if body.rating > 0 else "down").inc()
+            metrics.count_rating(body.rating)
         return {"feedback_id": stored.feedback_id, "replaced": not stored.new}
 
     @app.post("/api/handoff", tags=["chat"], dependencies=[limited("handoff")])
@@ -409,28 +409,27 @@ def _overloaded(s: SupportService, channel: str) -> JSONResponse:
     retry = s.answer_slots.retry_after_s(s.settings.retry_after_s)  # what the queue needs, once measured
     message = (f"Too many questions are being answered right now ({s.answer_slots.limit} at once on this "
                f"server); nothing was stored. Please retry in {retry} s.")
-    if channel == "openai":  # the shape OpenAI clients parse (and retry on, honouring Retry-After)
-        body: dict[str, Any] = {"error": {"message": message, "type": "server_overloaded", "param": None,
-                                          "code": "server_overloaded"}}
-    else:
-        body = {"detail": message, "retry_after_s": retry}
-    return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry)})
+    return _refusal(503, message, retry, channel == "openai", "server_overloaded", "server_overloaded")
+
+
+def _openai_path(request: Request) -> bool:
+    return request.url.path.startswith("/v1/")
+
+
+def _refusal(status: int, message: str, retry_after_s: int, openai_shape: bool, kind: str, code: str) -> JSONResponse:
+    """A refusal that says when to come back: OpenAI's error shape on /v1 (its clients parse it and back
+    off, honouring Retry-After), ``detail`` and ``retry_after_s`` elsewhere."""
+    body: dict[str, Any] = (
+        {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        if openai_shape else {"detail": message, "retry_after_s": retry_after_s}
+    )
+    return JSONResponse(body, status_code=status, headers={"Retry-After": str(retry_after_s)})
 
 
 DATABASE_RETRY_AFTER_S = 5  # a restart takes about a second; a crash recovery a few
 DATABASE_DOWN = (PoolTimeout, psycopg.OperationalError)
 _DATABASE_MESSAGE = (f"The support service cannot reach its database right now; nothing was stored. "
                      f"Please retry in {DATABASE_RETRY_AFTER_S} s.")
-
-
-def _unavailable(openai_shape: bool) -> JSONResponse:
-    """503 with Retry-After within the pool's wait (SUPPORTBOT_DB_WAIT_S), never a bare 500 after 30 s."""
-    body: dict[str, Any] = (
-        {"error": {"message": _DATABASE_MESSAGE, "type": "service_unavailable", "param": None,
-                   "code": "database_unavailable"}}
-        if openai_shape else {"detail": _DATABASE_MESSAGE, "retry_after_s": DATABASE_RETRY_AFTER_S}
-    )
-    return JSONResponse(body, status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
 
 
 def _extras(answer: Answer) -> dict[str, Any]:

@@ -76,7 +76,7 @@ class ChatDataLayer(BaseDataLayer):
             return rated.feedback_id
         stored = conversations.add_feedback(rated.message_id, rating, comment)
         if stored.new:  # counted as the API counts them: ratings, not changes of mind
-            metrics.FEEDBACK.labels("up" if rating > 0 else "down").inc()
+            metrics.count_rating(rating)
         return stored.feedback_id
 
     def _delete(self, feedback_id: int) -> None:

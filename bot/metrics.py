@@ -37,6 +37,10 @@ def handoff_reason(reason: str) -> str:
     return reason if reason in HANDOFF_REASONS else "other"
 
 
+def count_rating(rating: int) -> None:
+    FEEDBACK.labels("up" if rating > 0 else "down").inc()
+
+
 def observe_answer(answer: Answer, channel: str) -> None:
     ANSWERS.labels(channel).inc()
     RETRIEVAL_TIME.observe(answer.retrieval_ms / 1000)

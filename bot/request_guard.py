@@ -72,14 +72,14 @@ class RequestGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         settings = self.settings(scope)
+        headers = dict(scope.get("headers") or [])
         upload = scope["method"] == "POST" and scope["path"].rstrip("/") == UPLOAD_PATH
-        if upload and (refusal := self._unauthorised(scope, settings.agent_token)):
+        if upload and (refusal := self._unauthorised(headers, settings.agent_token)):
             return await _json(send, *refusal)
         if upload or scope["path"].startswith(self.chat_path):
             limit = int(settings.max_upload_mb * 1024 * 1024)
         else:
             limit = settings.max_request_kb * 1024
-        headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode("latin-1").strip()
         if declared.isdigit() and int(declared) > limit:
             return await _json(send, 413, self._too_large(limit))
@@ -115,8 +115,8 @@ class RequestGuard:
         return {"detail": f"request body over the {limit // 1024} KiB limit; send less"}
 
     @staticmethod
-    def _unauthorised(scope: Scope, token: str) -> tuple[int, dict[str, Any]] | None:
-        sent = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+    def _unauthorised(headers: dict[bytes, bytes], token: str) -> tuple[int, dict[str, Any]] | None:
+        sent = headers.get(b"authorization", b"").decode("latin-1")
         problem = bearer_problem(sent, token, "SUPPORTBOT_AGENT_TOKEN", "document management")
         return (problem[0], {"detail": problem[1]}) if problem else None
 
