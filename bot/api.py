@@ -2,6 +2,9 @@
 
 Customer-facing: /api/chat (JSON or server-sent events), /v1/chat/completions (OpenAI-compatible,
 so existing OpenAI clients and chat widgets work unchanged), /api/feedback, /api/handoff.
+A conversation belongs to whoever started it: its first answer returns ``conversation_id`` and a
+secret ``conversation_token``; continuing, rating or handing it off needs both (``X-Conversation-Id``
+and ``X-Conversation-Token`` on /v1). Ids are never chosen by clients.
 Agent-only (Bearer SUPPORTBOT_AGENT_TOKEN): /api/documents, and /api/search unless
 SUPPORTBOT_PUBLIC_SEARCH is set.
 
@@ -34,7 +37,7 @@ from pydantic import BaseModel, Field, model_validator
 from bot import metrics
 from bot.admission import HeldEvents, HeldStreamingResponse, iterate_held
 from bot.chain import Answer, final_answer
-from bot.conversations import Turn, UnknownMessage
+from bot.conversations import Turn, UnknownConversation, UnknownMessage
 from bot.health import DatabaseProbe, health_body
 from bot.rate_limits import RateLimited
 from bot.request_guard import MAX_MESSAGE_CHARS, SafeText, bearer_problem, install_guard
@@ -51,11 +54,14 @@ log = logging.getLogger(__name__)
 MAX_CONVERSATION_CHARS = 32000  # all the messages of one /v1 request
 MAX_MESSAGES = 200
 Name = Annotated[SafeText, Field(max_length=200)]  # collection, product
+Token = Annotated[SafeText, Field(max_length=100, description="the conversation_token of the conversation's "
+                                                              "first answer")]
 
 
 class ChatRequest(BaseModel):
     message: SafeText = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-    conversation_id: uuid.UUID | None = None
+    conversation_id: uuid.UUID | None = Field(default=None, description="leave out to start a new conversation")
+    conversation_token: Token | None = None
     collection: Name | None = None
     product: Name | None = None
     stream: bool = False
@@ -70,12 +76,14 @@ class SearchRequest(BaseModel):
 
 class FeedbackRequest(BaseModel):
     message_id: uuid.UUID
+    conversation_token: Token
     rating: Literal[1, -1]
     comment: SafeText | None = Field(default=None, max_length=2000)
 
 
 class HandoffRequest(BaseModel):
     conversation_id: uuid.UUID
+    conversation_token: Token
     reason: SafeText = Field(default="customer_asked", max_length=200)
 
 
@@ -256,6 +264,8 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     @app.post("/api/chat", tags=["chat"], dependencies=[limited("question")],
               responses={503: {"description": "Too many answers in flight; retry"}})
     async def chat(body: ChatRequest, request: Request, s: SupportService = Depends(svc)):
+        if body.conversation_id is not None:
+            await run_in_threadpool(_check_owner, s, body.conversation_id, body.conversation_token)
         slot = s.answer_slots.try_acquire()  # before stream(): a refused question is never stored
         if slot is None:
             return _overloaded(s, "api")
@@ -269,6 +279,7 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
     @app.post("/api/feedback", tags=["chat"], dependencies=[limited("feedback")])
     def feedback(body: FeedbackRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:
         try:
+            s.conversations.check_answer_owner(body.message_id, body.conversation_token)
             stored = s.conversations.add_feedback(body.message_id, body.rating, body.comment)
         except UnknownMessage as exc:
             raise HTTPException(404, str(exc)) from None
@@ -278,10 +289,11 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
 
     @app.post("/api/handoff", tags=["chat"], dependencies=[limited("handoff")])
     def handoff(body: HandoffRequest, s: SupportService = Depends(svc)) -> dict[str, Any]:
-        s.conversations.ensure(body.conversation_id)
-        handoff_id = s.conversations.request_handoff(body.conversation_id, body.reason)
-        metrics.HANDOFFS.labels(metrics.handoff_reason(body.reason)).inc()
-        return {"handoff_id": handoff_id}
+        _check_owner(s, body.conversation_id, body.conversation_token)
+        requested = s.conversations.request_handoff(body.conversation_id, body.reason)
+        if requested.new:
+            metrics.HANDOFFS.labels(metrics.handoff_reason(body.reason)).inc()
+        return {"handoff_id": requested.handoff_id, "already_requested": not requested.new}
 
     # --- training (ops) ------------------------------------------------------------------
 
@@ -320,6 +332,7 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         body: ChatCompletionRequest,
         s: SupportService = Depends(svc),
         x_conversation_id: Annotated[uuid.UUID | None, Header()] = None,
+        x_conversation_token: Annotated[Token | None, Header()] = None,
     ):
         turns = [Turn("assistant" if m.role == "assistant" else "user", m.text())
                  for m in body.messages if m.role in ("user", "assistant")]
@@ -328,6 +341,8 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         # OpenAI clients send the whole conversation each time; without X-Conversation-Id we take
         # the history from the request instead of the database.
         history = None if x_conversation_id else turns[:-1]
+        if x_conversation_id is not None:
+            await run_in_threadpool(_check_owner, s, x_conversation_id, x_conversation_token)
         slot = s.answer_slots.try_acquire()
         if slot is None:
             return _overloaded(s, "openai")
@@ -389,6 +404,13 @@ def _require_bearer(authorization: str | None, token: str, variable: str, what: 
         raise HTTPException(*problem)
 
 
+def _check_owner(s: SupportService, conversation_id: uuid.UUID, token: str | None) -> None:
+    try:
+        s.conversations.check_owner(conversation_id, token)
+    except UnknownConversation as exc:  # 404 for a wrong token too: ids cannot be probed
+        raise HTTPException(404, str(exc)) from None
+
+
 def _last(events: Iterator[str | Answer], channel: str) -> Answer:
     answer = final_answer(events)
     metrics.observe_answer(answer, channel)
@@ -434,7 +456,7 @@ _DATABASE_MESSAGE = (f"The support service cannot reach its database right now; 
 
 def _extras(answer: Answer) -> dict[str, Any]:
     data = answer.to_dict()
-    return {k: data[k] for k in ("citations", "handoff", "conversation_id", "message_id")}
+    return {k: data[k] for k in ("citations", "handoff", "conversation_id", "conversation_token", "message_id")}
 
 
 def _sse(events: Iterator[str | Answer], channel: str) -> Iterator[str]:

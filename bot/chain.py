@@ -93,6 +93,7 @@ class Answer:
     ttft_ms: int | None = None
     total_ms: int = 0
     conversation_id: uuid.UUID | None = None  # set once stored
+    conversation_token: str | None = None  # set on a new conversation's first answer: its owner's secret
     message_id: uuid.UUID | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class Answer:
             "attribution": self.attribution,
             "timings_ms": {"retrieval": self.retrieval_ms, "first_token": self.ttft_ms, "total": self.total_ms},
             "conversation_id": str(self.conversation_id) if self.conversation_id else None,
+            "conversation_token": self.conversation_token,
             "message_id": str(self.message_id) if self.message_id else None,
         }
 

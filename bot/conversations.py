@@ -3,6 +3,12 @@
 The app keeps no conversation state in memory: every turn reads its history from here, so any
 replica can serve any turn.
 
+Whoever starts a conversation through the API owns it: :meth:`ConversationStore.start` picks the id
+and a secret token, returns the token once and keeps only its SHA-256 (the token is 256 random bits,
+so a plain hash is enough). :meth:`~ConversationStore.check_owner` guards every later read, turn,
+rating and handoff; a wrong token and an unknown id get the same answer, so ids cannot be probed.
+The chat UI keeps its conversation id in the server-side session instead, and never shows it.
+
 What customers type is stored with personal data replaced by typed placeholders (<CARD>, <IBAN>,
 <EMAIL>, <PHONE>, …; the redactor the training data goes through), unless SUPPORTBOT_STORE_PERSONAL_DATA
 is set: a card number sent to a support chat must not sit in plain text in its database. The answer
@@ -11,6 +17,9 @@ itself is computed from what the customer sent; only what is kept is redacted.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import threading
 import uuid
 from dataclasses import dataclass
@@ -32,6 +41,23 @@ class Turn:
 
 class UnknownMessage(LookupError):
     pass
+
+
+class Requested(NamedTuple):
+    handoff_id: int
+    new: bool  # False: the conversation's open request was refreshed instead
+
+
+class UnknownConversation(LookupError):
+    pass
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _matches(stored: bytes | None, token: str | None) -> bool:
+    return stored is not None and token is not None and hmac.compare_digest(bytes(stored), _token_hash(token))
 
 
 class Rated(NamedTuple):
@@ -71,6 +97,41 @@ class ConversationStore:
     def _stored(self, text: str | None) -> str | None:
         return text if self.keep_personal_data or not text else redact_personal_data(text)
 
+    def start(
+        self, channel: str = "api", user_ref: str | None = None, collection: str | None = None,
+        product: str | None = None,
+    ) -> tuple[uuid.UUID, str]:
+        """A new conversation: its id and the secret token its owner must show to continue it."""
+        conversation_id, token = uuid.uuid4(), secrets.token_urlsafe(32)
+        with self.db.connection() as conn:
+            conn.execute(
+                """INSERT INTO conversations (id, channel, user_ref, collection, product, token_hash)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                (conversation_id, channel, user_ref, collection, product, _token_hash(token)),
+            )
+        return conversation_id, token
+
+    def check_owner(self, conversation_id: uuid.UUID, token: str | None) -> None:
+        """Raise :class:`UnknownConversation` unless *token* is the conversation's own."""
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT token_hash FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
+        if row is None or not _matches(row["token_hash"], token):
+            raise UnknownConversation(
+                f"no conversation {conversation_id} for this conversation_token: send the conversation_token "
+                "returned with the conversation's first answer, or leave conversation_id out to start a new one"
+            )
+
+    def check_answer_owner(self, message_id: uuid.UUID, token: str | None) -> None:
+        """Raise :class:`UnknownMessage` unless *message_id* is an answer in a conversation *token* owns."""
+        with self.db.connection() as conn:
+            row = conn.execute(
+                """SELECT c.token_hash FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                   WHERE m.id = %s AND m.role = 'assistant'""",
+                (message_id,),
+            ).fetchone()
+        if row is None or not _matches(row["token_hash"], token):
+            raise UnknownMessage(f"no answer {message_id} in a conversation of this conversation_token")
+
     def ensure(
         self,
         conversation_id: uuid.UUID | None = None,
@@ -79,7 +140,11 @@ class ConversationStore:
         collection: str | None = None,
         product: str | None = None,
     ) -> uuid.UUID:
-        """Create the conversation if it does not exist yet; return its id."""
+        """Create the conversation if it does not exist yet; return its id.
+
+        Only for ids the server made (the chat UI's session) or whose owner was checked: it never
+        makes a conversation the API can reach.
+        """
         conversation_id = conversation_id or uuid.uuid4()
         with self.db.connection() as conn:
             conn.execute(
@@ -169,19 +234,37 @@ class ConversationStore:
 
     def request_handoff(
         self, conversation_id: uuid.UUID, reason: str, message_id: uuid.UUID | None = None
-    ) -> int:
-        """Record a request for a person, with the whole transcript as it stands."""
-        with self.db.connection() as conn:
+    ) -> Requested:
+        """Ask for a person, with the whole transcript as it stands."""
+        with self.db.connection() as conn, conn.transaction():
             return self._handoff(conn, conversation_id, message_id, reason)
 
-    def _handoff(self, conn: Any, conversation_id: uuid.UUID, message_id: uuid.UUID | None, reason: str) -> int:
+    def _handoff(self, conn: Any, conversation_id: uuid.UUID, message_id: uuid.UUID | None, reason: str) -> Requested:
+        # One open request per conversation: asking again refreshes it (transcript, latest reason), so a customer
+        # pressing the button ten times (or a script) leaves one request in the agents' queue.
+        transcript = self._transcript(conn, conversation_id)
+        open_request = conn.execute(
+            "SELECT id FROM handoffs WHERE conversation_id = %s AND status = 'open' ORDER BY id DESC LIMIT 1 "
+            "FOR UPDATE",
+            (conversation_id,),
+        ).fetchone()
+        if open_request is not None:
+            conn.execute(
+                "UPDATE handoffs SET transcript = %s, reason = %s, message_id = coalesce(%s, message_id) WHERE id = %s",
+                (transcript, self._stored(reason), message_id, open_request["id"]),
+            )
+            return Requested(open_request["id"], False)
+        row = conn.execute(
+            "INSERT INTO handoffs (conversation_id, message_id, reason, transcript) VALUES (%s, %s, %s, %s) "
+            "RETURNING id",
+            (conversation_id, message_id, self._stored(reason), transcript),
+        ).fetchone()
+        return Requested(row["id"], True)
+
+    @staticmethod
+    def _transcript(conn: Any, conversation_id: uuid.UUID) -> Jsonb:
         transcript = conn.execute(
             "SELECT role, content, created_at FROM messages WHERE conversation_id = %s ORDER BY created_at, id",
             (conversation_id,),
         ).fetchall()
-        return conn.execute(
-            "INSERT INTO handoffs (conversation_id, message_id, reason, transcript) VALUES (%s, %s, %s, %s) "
-            "RETURNING id",
-            (conversation_id, message_id, self._stored(reason),
-             Jsonb([{**t, "created_at": t["created_at"].isoformat()} for t in transcript])),
-        ).fetchone()["id"]
+        return Jsonb([{**t, "created_at": t["created_at"].isoformat()} for t in transcript])

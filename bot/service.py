@@ -60,10 +60,17 @@ class SupportService:
     ) -> Iterator[str | Answer]:
         """Answer one turn of a conversation: its text as it streams, then the stored :class:`Answer`.
 
+        Without *conversation_id* a new conversation starts, and its answer carries the owner's
+        ``conversation_token``. A *conversation_id* must be one the caller made itself (the chat UI's
+        session) or whose owner it checked (``conversations.check_owner``).
         The history comes from the database unless the caller brings it (OpenAI clients send the
         whole conversation with every request).
         """
-        conversation_id = self.conversations.ensure(conversation_id, channel, user_ref, collection, product)
+        token = None
+        if conversation_id is None:
+            conversation_id, token = self.conversations.start(channel, user_ref, collection, product)
+        else:
+            self.conversations.ensure(conversation_id, channel, user_ref, collection, product)
         if history is None:
             history = self.conversations.history(conversation_id, self.settings.history_turns)
         else:
@@ -72,7 +79,7 @@ class SupportService:
         adapter, chat_model = self.adapters.for_chat(collection, product)
         for event in self.chain.stream(question, history, collection, product, chat_model, adapter):
             if isinstance(event, Answer):
-                event.conversation_id = conversation_id
+                event.conversation_id, event.conversation_token = conversation_id, token
                 event.message_id = self.conversations.add_answer(conversation_id, question_id, event)
             yield event
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -114,12 +113,10 @@ def model_lock(server):
         lock.release()
 
 
-def _stored(service: SupportService, conversation_id: str) -> dict[str, Any]:
+def _roles(service: SupportService, conversation_id: str) -> list[str]:
     with service.db.connection() as conn:
-        roles = [r["role"] for r in conn.execute(
+        return [r["role"] for r in conn.execute(
             "SELECT role FROM messages WHERE conversation_id = %s ORDER BY created_at", (conversation_id,))]
-        exists = conn.execute("SELECT count(*) AS n FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
-    return {"conversation": exists["n"], "roles": roles}
 
 
 def _wait(condition: Any, timeout: float = 60, what: str = "") -> None:
@@ -130,9 +127,23 @@ def _wait(condition: Any, timeout: float = 60, what: str = "") -> None:
         time.sleep(0.05)
 
 
-def _sse_events(url: str, conversation_id: str) -> list[tuple[str, dict]]:
+def _totals(service: SupportService) -> dict[str, int]:
+    """Conversations and messages in the database (ids are the server's: a test cannot pick one)."""
+    with service.db.connection() as conn:
+        return conn.execute(
+            """SELECT (SELECT count(*) FROM conversations) AS conversations,
+                      count(*) FILTER (WHERE role = 'user') AS questions,
+                      count(*) FILTER (WHERE role = 'assistant') AS answers FROM messages""").fetchone()
+
+
+def _plus(totals: dict[str, int], conversations: int, questions: int, answers: int) -> dict[str, int]:
+    return {"conversations": totals["conversations"] + conversations, "questions": totals["questions"] + questions,
+            "answers": totals["answers"] + answers}
+
+
+def _sse_events(url: str) -> list[tuple[str, dict]]:
     with httpx.stream("POST", f"{url}/api/chat", timeout=300,
-                      json={"message": QUESTION, "conversation_id": conversation_id, "stream": True}) as response:
+                      json={"message": QUESTION, "stream": True}) as response:
         assert response.status_code == 200
         return sse_events(response)
 
@@ -147,23 +158,23 @@ def _in_flight_gauge(url: str) -> float:
     return float(line.split()[1])
 
 
-def _admitted_and_waiting(service: SupportService, conversation_id: str) -> bool:
-    return service.answer_slots.in_flight == 1 and _stored(service, conversation_id)["roles"] == ["user"]
+def _admitted_and_waiting(service: SupportService, before: dict[str, int]) -> bool:
+    """One answer in flight, its question stored, no answer yet."""
+    return service.answer_slots.in_flight == 1 and _totals(service) == _plus(before, 1, 1, 0)
 
 
 def test_a_question_beyond_the_limit_is_refused_at_once_and_not_stored(server, model_lock) -> None:
     url, service = server
-    first = str(uuid.uuid4())
+    before = _totals(service)
     refused_before = _refused("api"), _refused("openai")
     with ThreadPoolExecutor(1) as pool:
-        in_flight: Future = pool.submit(_sse_events, url, first)
-        _wait(lambda: _admitted_and_waiting(service, first), what="the first answer to wait for the model")
+        in_flight: Future = pool.submit(_sse_events, url)
+        _wait(lambda: _admitted_and_waiting(service, before), what="the first answer to wait for the model")
         assert _in_flight_gauge(url) == 1
 
-        second, third = str(uuid.uuid4()), str(uuid.uuid4())
         started = time.perf_counter()
-        chat = httpx.post(f"{url}/api/chat", json={"message": QUESTION, "conversation_id": second}, timeout=10)
-        openai = httpx.post(f"{url}/v1/chat/completions", headers={"X-Conversation-Id": third}, timeout=10,
+        chat = httpx.post(f"{url}/api/chat", json={"message": QUESTION}, timeout=10)
+        openai = httpx.post(f"{url}/v1/chat/completions", timeout=10,
                             json={"model": "supportbot", "stream": True,
                                   "messages": [{"role": "user", "content": QUESTION}]})
         elapsed = time.perf_counter() - started
@@ -173,15 +184,14 @@ def test_a_question_beyond_the_limit_is_refused_at_once_and_not_stored(server, m
         assert openai.json()["error"]["type"] == "server_overloaded" and openai.json()["error"]["message"]
         assert elapsed < 2, f"refusals took {elapsed:.1f} s: they must not queue"
         # Nothing half-stored: neither the conversation nor the question of a refused request.
-        assert _stored(service, second) == {"conversation": 0, "roles": []}
-        assert _stored(service, third) == {"conversation": 0, "roles": []}
+        assert _totals(service) == _plus(before, 1, 1, 0)
         assert (_refused("api"), _refused("openai")) == (refused_before[0] + 1, refused_before[1] + 1)
         assert not in_flight.done()  # the first customer is still waiting for the model
 
         model_lock.release()
         events = in_flight.result(timeout=300)
-    assert events[-1][0] == "answer" and events[-1][1]["conversation_id"] == first
-    assert _stored(service, first)["roles"] == ["user", "assistant"]
+    assert events[-1][0] == "answer"
+    assert _roles(service, events[-1][1]["conversation_id"]) == ["user", "assistant"]
     _wait(lambda: service.answer_slots.in_flight == 0, 10, "the finished stream's slot")
 
     after = httpx.post(f"{url}/api/chat", json={"message": QUESTION}, timeout=300)  # the slot is free again
@@ -191,9 +201,9 @@ def test_a_question_beyond_the_limit_is_refused_at_once_and_not_stored(server, m
 
 def test_a_client_that_disconnects_mid_stream_frees_its_slot(server) -> None:
     url, service = server
-    conversation = str(uuid.uuid4())
+    before = _totals(service)
     with httpx.Client(timeout=300) as client, client.stream(
-        "POST", f"{url}/api/chat", json={"message": QUESTION, "conversation_id": conversation, "stream": True}
+        "POST", f"{url}/api/chat", json={"message": QUESTION, "stream": True}
     ) as response:
         lines = response.iter_lines()
         assert next(line for line in lines if line.startswith("event: token"))
@@ -201,7 +211,7 @@ def test_a_client_that_disconnects_mid_stream_frees_its_slot(server) -> None:
     # The connection is closed with the answer half generated.
     _wait(lambda: service.answer_slots.in_flight == 0, 10, "the disconnected stream's slot")
     # Freed because the generation was stopped, not because it finished: no answer was stored.
-    assert _stored(service, conversation)["roles"] == ["user"]
+    assert _totals(service) == _plus(before, 1, 1, 0)
     again = httpx.post(f"{url}/v1/chat/completions", timeout=300,
                        json={"model": "supportbot", "messages": [{"role": "user", "content": QUESTION}]})
     assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"]
@@ -230,9 +240,9 @@ def test_healthz_and_refusals_answer_at_once_while_every_worker_thread_is_busy(a
         assert httpx.post(f"{url}/test/pool-size", params={"tokens": 3}).status_code == 200
         model._lock.acquire()
         try:
-            first = str(uuid.uuid4())
-            answer = pool.submit(_sse_events, url, first)  # a worker thread waiting for the model
-            _wait(lambda: _admitted_and_waiting(service, first), what="the answer to wait for the model")
+            before = _totals(service)
+            answer = pool.submit(_sse_events, url)  # a worker thread waiting for the model
+            _wait(lambda: _admitted_and_waiting(service, before), what="the answer to wait for the model")
             blocked = [pool.submit(httpx.get, f"{url}/test/block", timeout=60) for _ in range(2)]
             for _ in blocked:
                 assert entered.acquire(timeout=30)

@@ -79,22 +79,24 @@ def test_chat_sse_conversation_feedback_and_handoff(server):
         answer = events[-1][1]
         assert events[-1][0] == "answer" and len(tokens) > 3
         assert "".join(tokens).strip() == answer["answer"] and answer["citations"]
-        conversation = answer["conversation_id"]
+        conversation, token = answer["conversation_id"], answer["conversation_token"]
+        assert token
 
         second = http.post("/api/chat", json={"message": "Can it switch off by itself?",
-                                              "conversation_id": conversation}).json()
-        assert second["conversation_id"] == conversation
+                                              "conversation_id": conversation, "conversation_token": token}).json()
+        assert second["conversation_id"] == conversation and second["conversation_token"] is None  # sent once
         assert "guest network" in second["standalone_question"].lower()  # history came from the database
 
-        first_vote = http.post("/api/feedback", json={"message_id": second["message_id"], "rating": 1})
+        vote = {"message_id": second["message_id"], "conversation_token": token}
+        first_vote = http.post("/api/feedback", json={**vote, "rating": 1})
         assert first_vote.status_code == 200 and first_vote.json()["replaced"] is False
-        changed = http.post("/api/feedback", json={"message_id": second["message_id"], "rating": -1,
-                                                   "comment": "too vague"})
+        changed = http.post("/api/feedback", json={**vote, "rating": -1, "comment": "too vague"})
         assert changed.json() == {"feedback_id": first_vote.json()["feedback_id"], "replaced": True}  # one per answer
-        assert http.post("/api/feedback", json={"message_id": str(uuid.uuid4()), "rating": 1}).status_code == 404
-        assert http.post("/api/feedback", json={"message_id": second["message_id"], "rating": 5}).status_code == 422
-        handoff = http.post("/api/handoff", json={"conversation_id": conversation})
-        assert handoff.status_code == 200
+        unknown = {"message_id": str(uuid.uuid4()), "conversation_token": token, "rating": 1}
+        assert http.post("/api/feedback", json=unknown).status_code == 404
+        assert http.post("/api/feedback", json={**vote, "rating": 5}).status_code == 422
+        handoff = http.post("/api/handoff", json={"conversation_id": conversation, "conversation_token": token})
+        assert handoff.status_code == 200 and handoff.json()["already_requested"] is False
 
     with service.db.connection() as conn:
         roles = [r["role"] for r in conn.execute(

@@ -127,11 +127,12 @@ def test_a_conversation_goes_on_across_a_database_restart(own_postgres: Restarta
             first = http.post("/api/chat", json={"message": questions[0]})
             assert first.status_code == 200
             conversation = first.json()["conversation_id"]
+            owner = {"conversation_id": conversation, "conversation_token": first.json()["conversation_token"]}
             with db.connection(), db.connection(), db.connection():
                 pass  # three connections in the pool, as a busy server has: all of them die in the restart
             assert db.pool.get_stats()["pool_size"] >= 3
 
-            body = {"message": questions[1], "conversation_id": conversation, "stream": True}
+            body = {"message": questions[1], **owner, "stream": True}
             with http.stream("POST", "/api/chat", json=body) as response:
                 events = sse_lines(response)
                 assert next(events)[0] == "token"  # generating: the question is stored, the answer is not yet
@@ -141,7 +142,7 @@ def test_a_conversation_goes_on_across_a_database_restart(own_postgres: Restarta
             assert rest[-1][0] == "answer" and rest[-1][1]["message_id"]  # stored after the restart
 
             after = [http.get("/healthz").status_code for _ in range(4)]
-            third = http.post("/api/chat", json={"message": questions[2], "conversation_id": conversation})
+            third = http.post("/api/chat", json={"message": questions[2], **owner})
             assert after == [200] * 4 and third.status_code == 200, third.text
     finally:
         service.close()

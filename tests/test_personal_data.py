@@ -1,7 +1,6 @@
 """Personal data at rest: what customers type is stored with card numbers, IBANs, e-mail addresses and
 phone numbers as placeholders (real server, real PostgreSQL); the chain still works on what they sent."""
 
-import uuid
 from pathlib import Path
 
 import httpx
@@ -40,10 +39,13 @@ def test_card_numbers_ibans_and_contacts_are_stored_as_placeholders(kb, database
     with serve(database_url, db) as url, httpx.Client(base_url=url, timeout=60) as client:
         answer = client.post("/api/chat", json={"message": question}).json()
         assert answer["standalone_question"] == question  # the chain works on what the customer sent
-        client.post("/api/feedback", json={"message_id": answer["message_id"], "rating": -1,
-                                           "comment": "refund to DE89 3704 0044 0532 0130 00"})
-        client.post("/api/handoff", json={"conversation_id": answer["conversation_id"],
-                                          "reason": f"call +44 20 7946 0958 about {CARD}"})
+        token = answer["conversation_token"]
+        rated = client.post("/api/feedback", json={"message_id": answer["message_id"], "conversation_token": token,
+                                                   "rating": -1, "comment": "refund to DE89 3704 0044 0532 0130 00"})
+        handoff = client.post("/api/handoff", json={"conversation_id": answer["conversation_id"],
+                                                    "conversation_token": token,
+                                                    "reason": f"call +44 20 7946 0958 about {CARD}"})
+        assert rated.status_code == handoff.status_code == 200
     kept = stored(db)
     for secret in ("4111", "jo.lee@example.com", "DE89", "7946"):
         assert secret not in kept
@@ -54,6 +56,5 @@ def test_card_numbers_ibans_and_contacts_are_stored_as_placeholders(kb, database
 
 def test_store_personal_data_keeps_them_as_sent(kb, database_url, db):
     with serve(database_url, db, store_personal_data=True) as url, httpx.Client(base_url=url, timeout=60) as client:
-        client.post("/api/chat", json={"message": f"card {CARD}: how do I do a factory reset?",
-                                       "conversation_id": str(uuid.uuid4())})
+        client.post("/api/chat", json={"message": f"card {CARD}: how do I do a factory reset?"})
     assert CARD in stored(db)

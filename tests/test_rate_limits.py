@@ -1,7 +1,6 @@
 """Per-client rate limits: the window itself (a fake clock), and over real HTTP (real server, real
 PostgreSQL): a 429 with Retry-After beyond the limit, OpenAI's error shape on /v1, nothing stored."""
 
-import uuid
 from pathlib import Path
 
 import httpx
@@ -38,13 +37,14 @@ def test_over_http_a_429_with_retry_after_and_nothing_stored(database_url, db, i
     service = SupportService(settings, db=db)
     with live_server(create_app(service, mount_chat=False)) as url, httpx.Client(base_url=url, timeout=60) as http:
         question = {"message": "How do I do a factory reset?"}
-        assert [http.post("/api/chat", json=question).status_code for _ in range(2)] == [200, 200]
+        answers = [http.post("/api/chat", json=question) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200]
         refused = http.post("/api/chat", json=question)
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
         assert "at most 2 a minute" in refused.json()["detail"]
         v1 = http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "reset?"}]})
         assert v1.status_code == 429 and v1.json()["error"]["type"] == "rate_limit_exceeded"
-        conversation = {"conversation_id": str(uuid.uuid4())}
+        conversation = {k: answers[0].json()[k] for k in ("conversation_id", "conversation_token")}
         assert http.post("/api/handoff", json=conversation).status_code == 200
         assert http.post("/api/handoff", json=conversation).status_code == 429
     with db.connection() as conn:

@@ -43,8 +43,12 @@ def fields(response: httpx.Response) -> list[str]:
     ("/api/chat", {"message": "reset\x00 the router"}, "body.message"),
     ("/api/chat", {"message": "reset the router", "collection": "a\x00b"}, "body.collection"),
     ("/api/search", {"query": "factory\x00reset"}, "body.query"),
-    ("/api/handoff", {"conversation_id": str(uuid.uuid4()), "reason": "card\x00"}, "body.reason"),
-    ("/api/feedback", {"message_id": str(uuid.uuid4()), "rating": 1, "comment": "\x00"}, "body.comment"),
+    ("/api/handoff", {"conversation_id": str(uuid.uuid4()), "conversation_token": "t", "reason": "card\x00"},
+     "body.reason"),
+    ("/api/feedback", {"message_id": str(uuid.uuid4()), "conversation_token": "t", "rating": 1, "comment": "\x00"},
+     "body.comment"),
+    ("/api/chat", {"message": "and that?", "conversation_id": str(uuid.uuid4()), "conversation_token": "a\x00"},
+     "body.conversation_token"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi\x00"}]}, "body.messages.0.content"),
 ])
 def test_nul_bytes_are_a_422_naming_the_field_and_nothing_is_stored(server, path, body, field):
@@ -141,8 +145,8 @@ JSON = st.recursive(
     max_leaves=12,
 )
 ENDPOINTS = ["/api/chat", "/api/search", "/api/feedback", "/api/handoff", "/v1/chat/completions"]
-FIELDS = ["message", "query", "conversation_id", "collection", "product", "stream", "k", "message_id", "rating",
-          "comment", "reason", "messages", "role", "content", "type", "text", "user"]
+FIELDS = ["message", "query", "conversation_id", "conversation_token", "collection", "product", "stream", "k",
+          "message_id", "rating", "comment", "reason", "messages", "role", "content", "type", "text", "user"]
 # Bodies shaped like the real ones (known field names) reach deeper than random dictionaries.
 SHAPED = st.dictionaries(st.sampled_from(FIELDS), JSON | st.text(max_size=50), max_size=5)
 
@@ -165,9 +169,11 @@ def test_generated_json_never_gets_a_500(server):
 
 
 def test_a_free_text_handoff_reason_never_becomes_a_metric_label(server):
-    client, _ = server
+    client, service = server
     card = "my card is 4111 1111 1111 1111"
-    response = client.post("/api/handoff", json={"conversation_id": str(uuid.uuid4()), "reason": card})
+    conversation, token = service.conversations.start()
+    response = client.post("/api/handoff", json={"conversation_id": str(conversation), "conversation_token": token,
+                                                 "reason": card})
     assert response.status_code == 200
     metrics = client.get("/metrics").text
     assert "4111" not in metrics and 'supportbot_handoffs_total{reason="other"}' in metrics

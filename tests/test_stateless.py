@@ -36,8 +36,9 @@ def sse_data(response: httpx.Response) -> Iterator[tuple[str, Any]]:
             yield name, json.loads(line.removeprefix("data: "))
 
 
-def api_chat(http: httpx.Client, message: str, conversation: str | None, stream: bool) -> dict[str, Any]:
-    body = {"message": message, "conversation_id": conversation, "stream": stream}
+def api_chat(http: httpx.Client, message: str, owner: dict[str, str], stream: bool) -> dict[str, Any]:
+    """*owner*: the conversation's id and token (empty: a new conversation)."""
+    body = {"message": message, **owner, "stream": stream}
     if not stream:
         response = http.post("/api/chat", json=body)
         assert response.status_code == 200, response.text
@@ -49,10 +50,10 @@ def api_chat(http: httpx.Client, message: str, conversation: str | None, stream:
     return events[-1][1]
 
 
-def openai_chat(http: httpx.Client, message: str, conversation: str, stream: bool) -> dict[str, Any]:
+def openai_chat(http: httpx.Client, message: str, owner: dict[str, str], stream: bool) -> dict[str, Any]:
     """Only the new message: with X-Conversation-Id the history comes from the database."""
     body = {"model": "supportbot", "messages": [{"role": "user", "content": message}], "stream": stream}
-    headers = {"X-Conversation-Id": conversation}
+    headers = {"X-Conversation-Id": owner["conversation_id"], "X-Conversation-Token": owner["conversation_token"]}
     if not stream:
         response = http.post("/v1/chat/completions", json=body, headers=headers)
         assert response.status_code == 200, response.text
@@ -76,16 +77,18 @@ def test_two_processes_serve_one_conversation_alternately(database_url: str, db:
             stack.callback(server.stop)
         a, b = (stack.enter_context(httpx.Client(base_url=s.wait_ready(), timeout=180)) for s in servers)
 
-        first = api_chat(a, QUESTIONS[0], None, stream=False)
+        first = api_chat(a, QUESTIONS[0], {}, stream=False)
         conversation = first["conversation_id"]
-        second = api_chat(b, QUESTIONS[1], conversation, stream=True)
-        third = openai_chat(a, QUESTIONS[2], conversation, stream=False)
-        fourth = openai_chat(b, QUESTIONS[3], conversation, stream=True)
+        owner = {"conversation_id": conversation, "conversation_token": first["conversation_token"]}
+        second = api_chat(b, QUESTIONS[1], owner, stream=True)  # the token is checked on the other replica
+        third = openai_chat(a, QUESTIONS[2], owner, stream=False)
+        fourth = openai_chat(b, QUESTIONS[3], owner, stream=True)
         assert [r["conversation_id"] for r in (second, third, fourth)] == [conversation] * 3
 
         # Feedback goes to the other process than the one that answered.
         for http, answer, rating in ((b, first, 1), (a, second, -1), (b, third, 1), (a, fourth, -1)):
-            response = http.post("/api/feedback", json={"message_id": answer["message_id"], "rating": rating})
+            response = http.post("/api/feedback", json={"message_id": answer["message_id"], "rating": rating,
+                                                        "conversation_token": owner["conversation_token"]})
             assert response.status_code == 200, response.text
 
     with db.connection() as conn:
