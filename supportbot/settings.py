@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         default=3.0, gt=0, description="How long a request waits for a database connection (a restart takes "
         "about 1 s) before the customer gets a 503 with Retry-After."
     )
+    embedded_pg_check_s: float = Field(
+        default=1.0, ge=0, description="Seconds between checks that the embedded PostgreSQL runs (it is started "
+        "again when it died); 0 = not supervised."
+    )
     log_level: str = Field(default="WARNING", description="Python logging level.")
 
     # Embeddings
