@@ -60,8 +60,10 @@ def fresh_home(keep: bool = False) -> Iterator[Any]:
     from supportbot.database import open_database
     from supportbot.settings import Settings
 
-    # Rate limits off: every simulated customer of a benchmark comes from the same address.
-    settings = Settings(home=home).model_copy(update={"database_url": None, **NO_RATE_LIMITS})
+    # Rate limits off: every simulated customer of a benchmark comes from the same address. Not
+    # supervised here (a server under test supervises it): the clean-up below stops it for good.
+    settings = Settings(home=home).model_copy(update={"database_url": None, "embedded_pg_check_s": 0,
+                                                      **NO_RATE_LIMITS})
     started = time.perf_counter()
     # Registered first with cleanup_mode="delete", so that open_database() joins this instance.
     server = get_server(settings.pgdata, cleanup_mode=None if keep else "delete")

@@ -4,11 +4,13 @@ Not run on its own: bench/load_test.py starts the server and runs this file with
 separate process (locust monkey-patches the standard library with gevent on import, which must not
 happen in a process that runs torch or the database pool).
 
-Each simulated customer opens a conversation (a client-made id, so a question can be matched in
-the database even when its answer never arrives), asks the questions of one scripted conversation
-one at a time over ``POST /api/chat`` with server-sent events, thinks between questions, then
-starts another conversation. Every exchange is appended to a JSON-lines ledger: a ``sent`` line
-before the request and a ``done`` line after it, so requests cut off at the end are visible.
+Each simulated customer asks the questions of one scripted conversation one at a time over
+``POST /api/chat`` with server-sent events, thinks between questions, then starts another
+conversation. The server names the conversation in its first answer (``conversation_id`` and the
+owner's ``conversation_token``, sent with every later question); the ledger also keys each
+conversation by a client-side name, so a question can be matched even when no answer came back.
+Every exchange is appended to a JSON-lines ledger: a ``sent`` line before the request and a ``done``
+line after it, so requests cut off at the end are visible.
 
 A question the server refuses (HTTP 503, admission control) is asked again after its Retry-After,
 as a chat widget would: the same turn, the next ``attempt``; the refusal is not an error.
@@ -20,7 +22,6 @@ import itertools
 import json
 import random
 import time
-import uuid
 from typing import Any
 
 from locust import User, events, task
@@ -58,6 +59,9 @@ def _options(parser: Any) -> None:
     group.add_argument("--think-max", type=float, default=15.0, help="longest think time between questions (s)")
     group.add_argument("--answer-timeout", type=float, default=1800.0, help="seconds a customer waits for an answer")
     group.add_argument("--seed", type=int, default=1234, help="seeds each customer's choice of conversations")
+    group.add_argument("--own-addresses", action="store_true",
+                       help="each customer sends its own X-Forwarded-For address (10.1.x.y), as behind a proxy, so "
+                            "that per-client rate limits apply per customer")
 
 
 class _Ledger:
@@ -102,8 +106,12 @@ class Customer(User):
         self.number = next(_user_numbers)
         self.random = random.Random(options.seed * 1000 + self.number)
         self.session = requests.Session()  # cooperative under gevent: 50 customers need no 50 threads
+        if options.own_addresses:  # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default
+            self.session.headers["X-Forwarded-For"] = f"10.1.{self.number // 250}.{self.number % 250 + 1}"
         self.script: list[str] = []
-        self.conversation_id = ""
+        self.conversation = ""  # the ledger's name for the current conversation
+        self.conversation_number = 0
+        self.owner: dict[str, str] = {}  # conversation_id and conversation_token, from the first answer
         self.turn = 0
         self.attempt = 0  # of the current question: 0, then 1, 2, … after refusals
         self.retry_after: float | None = None  # set by a refusal: ask the same question again after it
@@ -120,10 +128,12 @@ class Customer(User):
             self.attempt += 1
             return self.script[self.turn - 1]
         self.attempt = 0
-        if self.turn >= len(self.script):
+        # A follow-up needs the conversation the server named: after a first question that got no
+        # answer (an error), start another one.
+        if self.turn >= len(self.script) or not self.owner:
             self.script = self.random.choice(CONVERSATIONS)
-            self.conversation_id = str(uuid.uuid4())
-            self.turn = 0
+            self.conversation_number += 1
+            self.conversation, self.owner, self.turn = f"{self.number}-{self.conversation_number}", {}, 0
         question = self.script[self.turn]
         self.turn += 1
         return question
@@ -151,7 +161,8 @@ class Customer(User):
     def ask(self) -> None:
         assert _ledger is not None
         question = self._next_question()
-        record: dict[str, Any] = {"user": self.number, "conversation_id": self.conversation_id, "turn": self.turn,
+        record: dict[str, Any] = {"user": self.number, "conversation": self.conversation,
+                                  "conversation_id": self.owner.get("conversation_id"), "turn": self.turn,
                                   "attempt": self.attempt, "question": question, "sent_at": time.time()}
         _ledger.write({"event": "sent", **record})
         started = time.perf_counter()
@@ -161,7 +172,7 @@ class Customer(User):
         error = None
         refused = False
         try:
-            body = {"message": question, "conversation_id": self.conversation_id, "stream": True}
+            body = {"message": question, **self.owner, "stream": True}
             timeout = (10, self.environment.parsed_options.answer_timeout)  # (connect, between bytes)
             with self.session.post(f"{self.host}/api/chat", json=body, stream=True, timeout=timeout) as response:
                 if response.status_code == 503 and "retry-after" in response.headers:
@@ -180,6 +191,8 @@ class Customer(User):
                         error = "the stream ended without an answer event"
                     elif not answer.get("message_id"):
                         error = "the answer has no message_id (not stored?)"
+                    elif answer.get("conversation_token"):  # a new conversation: keep its id and token
+                        self.owner = {k: answer[k] for k in ("conversation_id", "conversation_token")}
         except Exception as exc:  # connection refused, timeout, broken stream: an error, not a crash
             error = f"{type(exc).__name__}: {exc}"
         total = time.perf_counter() - started

@@ -5,6 +5,11 @@ load_customers.py). From those lines: throughput, time to first token, total tim
 against the ``messages`` table, the lost-message check: every question sent and every answer
 received must be stored, in its conversation, with the same text (and the answer under the
 message id the server announced) — and no question the server refused (HTTP 503) may be.
+
+The server names conversations (a client cannot), so the ledger keys them by the customer's own
+name (``conversation``) and learns the server's id from the first answer. Questions of a
+conversation that never got an answer cannot be matched one by one; the totals stored while the
+customers ran (messages and conversations created in the ledger's time window) cover them.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from _common import percentile
 
 
 def _key(record: dict[str, Any]) -> tuple[str, int, int]:
-    # A refused question is asked again: the same turn, the next attempt (0 in ledgers from before).
-    return record["conversation_id"], record["turn"], record.get("attempt", 0)
+    # A refused question is asked again: the same turn, the next attempt.
+    return record["conversation"], record["turn"], record["attempt"]
 
 
 @dataclass
@@ -80,8 +85,8 @@ def summarize(ledger: Ledger, duration: float) -> dict[str, Any]:
     errors = ledger.errors
     refused = ledger.refused
     # Questions whose customer saw a refusal and never an answer (the level ended before a retry got in).
-    answered_keys = {(d["conversation_id"], d["turn"]) for d in answered}
-    given_up = {(d["conversation_id"], d["turn"]) for d in refused} - answered_keys
+    answered_keys = {(d["conversation"], d["turn"]) for d in answered}
+    given_up = {(d["conversation"], d["turn"]) for d in refused} - answered_keys
     return {
         "requests": len(ledger.sent),
         "answered": len(answered),
@@ -95,7 +100,7 @@ def summarize(ledger: Ledger, duration: float) -> dict[str, Any]:
         "error_samples": sorted({d["error"] for d in errors})[:5],
         "handoffs": {reason: sum(d.get("handoff") == reason for d in answered)
                      for reason in sorted({d["handoff"] for d in answered if d.get("handoff")})},
-        "conversations": len({s["conversation_id"] for s in ledger.sent}),
+        "conversations": len({s["conversation"] for s in ledger.sent}),
         "window_s": duration,
         "drain_s": max(0.0, last - window_end),
         # Offered load: questions customers sent per second of the window.
@@ -119,18 +124,30 @@ def summarize(ledger: Ledger, duration: float) -> dict[str, Any]:
 
 
 def check_stored(ledger: Ledger, db: Any, exclude: set[str] = frozenset()) -> dict[str, Any]:
-    """Match every question sent and every answer received against the ``messages`` table; a refused
-    question must not be there (nor its conversation, when every question of it was refused)."""
+    """Match every question sent and every answer received against the ``messages`` table; no refused
+    question may be there. *exclude*: server conversation ids that are not the customers' (a warm-up)."""
+    if not ledger.sent:
+        return {"questions_sent": 0}
     refused = {_key(d) for d in ledger.refused}
-    conversations = sorted({s["conversation_id"] for s in ledger.sent} - exclude)
+    admitted = [s for s in ledger.sent if _key(s) not in refused]
+    # The server's id of each customer conversation, from the answers that came back.
+    server_id = {d["conversation"]: d["answer_conversation_id"] for d in ledger.answered
+                 if d.get("answer_conversation_id")}
+    since = min(s["sent_at"] for s in ledger.sent) - 1
+    until = max([d["done_at"] for d in ledger.done] + [s["sent_at"] for s in ledger.sent]) + 5
     with db.connection() as conn:
         rows = conn.execute(
-            """SELECT id::text, conversation_id::text, role, content FROM messages
-               WHERE conversation_id = ANY(%s::uuid[]) ORDER BY conversation_id, created_at, id""",
-            (conversations,),
+            """SELECT m.id::text, m.conversation_id::text, m.role, m.content FROM messages m
+               JOIN conversations c ON c.id = m.conversation_id
+               WHERE c.created_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)
+                 AND NOT m.conversation_id = ANY(%s::uuid[])
+               ORDER BY m.conversation_id, m.created_at, m.id""",
+            (since, until, sorted(exclude)),
         ).fetchall()
         stored_conversations = conn.execute(
-            "SELECT count(*) AS n FROM conversations WHERE id = ANY(%s::uuid[])", (conversations,)
+            """SELECT count(*) AS n FROM conversations
+               WHERE created_at BETWEEN to_timestamp(%s) AND to_timestamp(%s) AND NOT id = ANY(%s::uuid[])""",
+            (since, until, sorted(exclude)),
         ).fetchone()["n"]
     questions: dict[str, list[str]] = defaultdict(list)
     answers: dict[str, dict[str, str]] = defaultdict(dict)
@@ -143,59 +160,55 @@ def check_stored(ledger: Ledger, db: Any, exclude: set[str] = frozenset()) -> di
     lost_questions, lost_answers, mismatched = [], [], []
     per_conversation_mismatch = 0
     sent_by_conversation: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for s in ledger.sent:
-        if s["conversation_id"] not in exclude and _key(s) not in refused:
-            sent_by_conversation[s["conversation_id"]].append(s)
-    ok = {(d["conversation_id"], d["turn"]) for d in ledger.answered}
-    for conversation_id, sent in sent_by_conversation.items():
-        stored = questions.get(conversation_id, [])
+    for s in admitted:
+        sent_by_conversation[s["conversation"]].append(s)
+    ok = {(d["conversation"], d["turn"]) for d in ledger.answered}
+    for conversation, sent in sent_by_conversation.items():
+        if conversation not in server_id:
+            continue  # no answer came back: covered by the totals below
+        stored = questions.get(server_id[conversation], [])
         # A customer asks one question at a time, so the stored order is the sent order.
         for s in sorted(sent, key=lambda s: s["turn"]):
             i = s["turn"] - 1
             if i >= len(stored) or stored[i] != s["question"]:
-                lost_questions.append({"conversation_id": conversation_id, "turn": s["turn"],
-                                       "request_ok": (conversation_id, s["turn"]) in ok})
+                lost_questions.append({"conversation": conversation, "turn": s["turn"],
+                                       "request_ok": (conversation, s["turn"]) in ok})
         if len(stored) != len(sent):
             per_conversation_mismatch += 1
-    # Stored questions beyond those admitted: a refused question half-stored (or a duplicate).
-    refused_stored = sum(max(0, len(questions.get(c, [])) - len(sent_by_conversation.get(c, [])))
-                         for c in conversations)
-    only_refused = [c for c in conversations if c not in sent_by_conversation]
+    questions_stored = sum(len(v) for v in questions.values())
     received = 0
     for d in ledger.answered:
-        if d["conversation_id"] in exclude:
-            continue
         received += 1
-        text = answers.get(d["conversation_id"], {}).get(d["message_id"])
+        text = answers.get(d["answer_conversation_id"], {}).get(d["message_id"])
         if text is None:
-            lost_answers.append({"conversation_id": d["conversation_id"], "message_id": d["message_id"]})
+            lost_answers.append({"conversation": d["conversation"], "message_id": d["message_id"]})
         elif text != d["answer"]:
-            mismatched.append({"conversation_id": d["conversation_id"], "message_id": d["message_id"]})
+            mismatched.append({"conversation": d["conversation"], "message_id": d["message_id"]})
     stored_answers = sum(len(a) for a in answers.values())
-    with db.connection() as conn:
-        only_refused_stored = conn.execute(
-            "SELECT count(*) AS n FROM conversations WHERE id = ANY(%s::uuid[])", (only_refused,)
-        ).fetchone()["n"]
+    # Totals: more questions (or conversations) stored than admitted means a refused one was kept.
+    refused_stored = max(0, questions_stored - len(admitted))
+    refused_only_stored = max(0, stored_conversations - len(sent_by_conversation))
     return {
-        "conversations_sent": len(conversations),
+        "conversations_sent": len({s["conversation"] for s in ledger.sent}),
+        "conversations_admitted": len(sent_by_conversation),
         "conversations_stored": stored_conversations,
-        "questions_sent": sum(len(v) for v in sent_by_conversation.values()),  # admitted ones
+        "questions_sent": len(admitted),  # admitted ones
         "questions_refused": len(refused),
         "refused_questions_stored": refused_stored,
-        "refused_only_conversations": len(only_refused),
-        "refused_only_conversations_stored": only_refused_stored,
-        "questions_stored": sum(len(v) for v in questions.values()),
+        "refused_only_conversations_stored": refused_only_stored,
+        "questions_stored": questions_stored,
         "answers_received": received,
         "answers_stored": stored_answers,
         # Stored answers no customer received: requests cut off at the end, answered after they left.
         "answers_stored_not_received": stored_answers - (received - len(lost_answers)),
-        "lost_questions": len(lost_questions),
-        # Of those, questions whose request failed or was cut off (the customer saw no answer either).
+        # Admitted questions missing from the database: matched ones, plus any shortfall in the totals.
+        "lost_questions": len(lost_questions) + max(0, len(admitted) - questions_stored),
+        # Of the matched ones, questions whose request failed or was cut off (the customer saw no answer either).
         "lost_questions_of_failed_requests": sum(not q["request_ok"] for q in lost_questions),
         "lost_answers": len(lost_answers),
         "answer_text_mismatches": len(mismatched),
         "conversations_with_count_mismatch": per_conversation_mismatch,
         "lost_samples": (lost_questions + lost_answers + mismatched)[:5],
-        "zero_lost": not (lost_questions or lost_answers or mismatched),
-        "nothing_refused_stored": not (refused_stored or only_refused_stored),
+        "zero_lost": not (lost_questions or lost_answers or mismatched) and questions_stored >= len(admitted),
+        "nothing_refused_stored": not (refused_stored or refused_only_stored),
     }

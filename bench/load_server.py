@@ -33,17 +33,18 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, home: Path, log_path: Path) -> None:
+    def __init__(self, home: Path, log_path: Path, rate_limits: bool = False) -> None:
         self.home = home
+        self.rate_limits = rate_limits  # off unless every client sends its own X-Forwarded-For
         self.log_path = log_path
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float) -> None:
-        env = {**os.environ, "SUPPORTBOT_HOME": str(self.home), "PYTHONPATH": str(REPO),
-               # every simulated customer comes from 127.0.0.1: per-client rate limits off
-               **{f"SUPPORTBOT_{name.upper()}": "0" for name in NO_RATE_LIMITS}}
+        env = {**os.environ, "SUPPORTBOT_HOME": str(self.home), "PYTHONPATH": str(REPO)}
+        if not self.rate_limits:  # every simulated customer comes from 127.0.0.1: per-client limits off
+            env.update({f"SUPPORTBOT_{name.upper()}": "0" for name in NO_RATE_LIMITS})
         for name in ("DATABASE_URL", "SUPPORTBOT_DATABASE_URL"):
             env.pop(name, None)
         command = [sys.executable, "-c", "from bot.cli import app; app()", "quickstart",
@@ -105,8 +106,8 @@ class ServerProcess:
 
 
 @contextmanager
-def serving(home: Path, log_path: Path, start_timeout: float) -> Iterator[ServerProcess]:
-    server = ServerProcess(home, log_path)
+def serving(home: Path, log_path: Path, start_timeout: float, rate_limits: bool = False) -> Iterator[ServerProcess]:
+    server = ServerProcess(home, log_path, rate_limits)
     progress(f"starting supportbot quickstart on {server.url} (log: {log_path})")
     started = time.perf_counter()
     try:

@@ -76,7 +76,7 @@ def warm_up(server: ServerProcess) -> str:
 
 
 def run_customers(server: ServerProcess, users: int, args: argparse.Namespace, ledger: Path,
-                  log: Path) -> dict[str, Any]:
+                  log: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Locust headless in a child process (it monkey-patches with gevent on import); returns facts of the run."""
     ledger.unlink(missing_ok=True)
     command = [
@@ -85,7 +85,7 @@ def run_customers(server: ServerProcess, users: int, args: argparse.Namespace, l
         "--run-time", f"{args.duration}s", "--stop-timeout", str(args.drain_timeout),
         "--exit-code-on-error", "0", "--loglevel", "WARNING",
         "--ledger", str(ledger), "--think-min", str(args.think[0]), "--think-max", str(args.think[1]),
-        "--answer-timeout", str(args.duration + args.drain_timeout), "--seed", str(args.seed),
+        "--answer-timeout", str(args.duration + args.drain_timeout), "--seed", str(args.seed), *extra,
     ]
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()

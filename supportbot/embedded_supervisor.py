@@ -221,6 +221,9 @@ def _leave(supervisor: Supervisor) -> None:
     """At exit: no more restarts, and no dead PIDs left that would keep the server from stopping."""
     supervisor.stop()
     server = supervisor.server
+    if not server.pgdata.parent.exists():  # removed with its home (a benchmark's temporary one)
+        _supervisors.pop(server.pgdata, None)
+        return
     with data_folder_lock(server.pgdata), server._lock:
         kept = prune_users(server, joining=False)
         _refresh(server)  # restarted by another process since this one joined
