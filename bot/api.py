@@ -41,6 +41,7 @@ from bot.conversations import Turn, UnknownConversation, UnknownMessage
 from bot.health import DatabaseProbe, health_body
 from bot.rate_limits import RateLimited
 from bot.request_guard import MAX_MESSAGE_CHARS, SafeText, bearer_problem, install_guard
+from bot.secure_cookies import SecureCookies
 from bot.service import SupportService, get_service
 from supportbot.settings import get_settings
 
@@ -144,10 +145,12 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
 
     # Outermost: a body over the limit, or an upload without the agent token, is refused before it is read.
     install_guard(app, lambda scope: scope["app"].state.service.settings)
+    app.add_middleware(SecureCookies)  # Chainlit's session cookie: Secure on HTTPS
     if origins := (service.settings if service else get_settings()).cors_origin_list():
         # Pages of these origins may call the API (a chat widget on the company's site); no cookies here.
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type", "Authorization", "X-Conversation-Id"])
+                           allow_headers=["Content-Type", "Authorization", "X-Conversation-Id",
+                                          "X-Conversation-Token"])
 
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         """503 with Retry-After within the pool's wait (SUPPORTBOT_DB_WAIT_S), never a bare 500 after 30 s."""
