@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from bot import metrics
 from bot.agent_auth import anonymous_customer, is_agent, prepare_chainlit_env
-from bot.chain import Answer
+from bot.chain import Answer, Citation
 from bot.request_guard import MAX_MESSAGE_CHARS, storable_text
 from bot.service import SupportService
 from ingestion.pipeline import FileOutcome
@@ -56,16 +56,37 @@ BUSY = (
     "Please send it again in a minute, or ask for a person."
 )
 UPLOAD_PROMPT = "Choose manuals or FAQs to add: PDF, DOCX, HTML, Markdown, text, or FAQ CSV/JSON (up to 10 files)."
-_TYPES = [".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt", ".text", ".csv", ".json"]
-# Browsers label .md or .csv inconsistently; the ingestion checks each file's content anyway.
-ACCEPT = {
-    "application/pdf": [".pdf"],
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": [".docx"],
-    "text/*": _TYPES,
-    "application/json": [".json"],
-    "application/octet-stream": _TYPES,
-}
+# Every file may be chosen: the ingestion checks type and content and names the file in a one-line
+# reason. A file refused in the browser (wrong type) is never reported to the ask, whose step then
+# turns until its timeout. "*/*" passes Chainlit's server check; the browser's file picker drops it
+# as no MIME type and so accepts any file.
+ACCEPT = ["*/*"]
+UPLOAD_FAILED = "Nothing was added from it: fix or replace the file, then upload it again."
 MAX_LISTED_ACTIONS = 25  # delete buttons under the document list
+
+
+def _store_empty_uploads() -> None:
+    """Chainlit refuses to store an empty upload ("Either path or content must be provided to persist
+    a file": a 500 the ask never hears of, so its step turns until the timeout). Store it as the empty
+    file it is: the ingestion then refuses it with its one-line reason, as the HTTP API does."""
+    from chainlit.session import WebsocketSession
+
+    persist = WebsocketSession.persist_file
+    if getattr(persist, "stores_empty", False):  # Chainlit loads this file a second time by path
+        return
+
+    async def persist_file(self: Any, name: str, mime: str, path: str | None = None,
+                           content: bytes | str | None = None) -> Any:
+        if not path and content is not None and len(content) == 0:
+            with tempfile.NamedTemporaryFile(prefix="supportbot-empty-") as empty:
+                return await persist(self, name=name, mime=mime, path=empty.name)
+        return await persist(self, name=name, mime=mime, path=path, content=content)
+
+    persist_file.stores_empty = True  # type: ignore[attr-defined]
+    WebsocketSession.persist_file = persist_file  # type: ignore[method-assign]
+
+
+_store_empty_uploads()
 
 
 @cl.data_layer
@@ -195,16 +216,34 @@ async def _in_thread(events: Iterator[T]) -> AsyncIterator[T]:
         stop.set()
 
 
+def _where(c: Citation) -> str:
+    """Where a cited passage stands: "Zephyr Fan Manual › Night mode, p. 3"."""
+    parts = c.heading_path if c.heading_path[:1] == [c.title] else [c.title, *c.heading_path]
+    page = f", p. {c.page}" if c.page else ""
+    return " › ".join(p for p in parts if p) + page
+
+
 def _sources(answer: Answer) -> list[cl.Text]:
+    """One side element per cited passage, named "[n]" as the answer cites it: Chainlit turns every
+    "[n]" in the message into a link that opens that passage alone (only the exact name is linked)."""
+    if answer.handoff:  # a person takes over: nothing to read up on
+        return []
     passages = {p.number: p for p in answer.passages}
     elements = []
     for c in answer.citations:
-        where = " › ".join(c.heading_path) or c.title
-        page = f" · page {c.page}" if c.page else ""
         text = passages[c.number].hit.text if c.number in passages else ""
-        elements.append(cl.Text(name=f"[{c.number}] {c.title}", display="side",
-                                content=f"{where}{page} · _{c.source}_\n\n---\n\n{text}"))
+        elements.append(cl.Text(name=f"[{c.number}]", display="side",
+                                content=f"**{_where(c)}**\n\n_{c.source}_\n\n---\n\n{text}"))
     return elements
+
+
+async def _close_passages() -> None:
+    """Close the side panel: before an answer (a passage left open belongs to the previous answer), and
+    right after one. Chainlit 2.11 and later open the panel by themselves whenever side elements arrive,
+    with every passage of the chat under one title, over most of a phone (Chainlit issue #2979); closed
+    at once, it is gone before the browser draws it or one frame later. A passage opens when the customer
+    clicks its [n]."""
+    await cl.ElementSidebar.set_elements([])  # an empty list closes the panel
 
 
 async def _answer(question: str) -> None:
@@ -216,6 +255,7 @@ async def _answer(question: str) -> None:
         metrics.ANSWERS_REFUSED.labels("chat").inc()
         await cl.Message(BUSY, actions=[_person_action()]).send()
         return
+    await _close_passages()
     reply = cl.Message(content="")
     # Freed when the pump thread of _in_thread closes the events: the end, an error, or a stop.
     events = slot.hold(service.stream(question, _conversation_id(), channel="chat",
@@ -238,11 +278,13 @@ async def _answer(question: str) -> None:
     metrics.observe_answer(answer, "chat")  # counted like the API's answers (handoffs included)
     cl.user_session.set("last_message_id", answer.message_id)
     reply.elements = _sources(answer)
-    # The shown text ends as stored; each source name becomes a link that opens its passage.
-    reply.content = answer.text + ("\n\nSources: " + " · ".join(e.name for e in reply.elements)
-                                   if reply.elements else "")
+    # The shown text ends as stored, then the titles of the cited passages; each "[n]", in the text
+    # or in that list, opens its passage.
+    titles = [f"[{c.number}] {_where(c)}" for c in answer.citations] if reply.elements else []
+    reply.content = answer.text + ("\n\nSources: " + " · ".join(titles) if titles else "")
     reply.actions = [] if answer.handoff else [_person_action()]
     await reply.send()
+    await _close_passages()
     if run := cl.context.current_run:
         _bridge().remember_answer(run.id, cl.context.session.thread_id, answer.message_id)
     if answer.handoff:  # the chain already recorded the handoff with the answer
@@ -266,6 +308,7 @@ async def talk_to_person(action: cl.Action) -> None:
         await asyncio.to_thread(record)
         metrics.HANDOFFS.labels("customer_asked").inc()
         cl.user_session.set("handoff_requested", True)
+    await _close_passages()
     await cl.Message(HANDOFF_NOTICE).send()
 
 
@@ -299,7 +342,7 @@ async def upload_documents(action: cl.Action) -> None:
 
 def _outcome_line(outcome: FileOutcome, path: Path, name: str) -> str:
     if not outcome.ok:
-        return f"❌ {outcome.message.replace(str(path), name)}"
+        return f"❌ {outcome.message.replace(str(path), name)}. {UPLOAD_FAILED}"
     if outcome.outcome == "unchanged":
         return f"✅ **{name}**: unchanged since it was last added; nothing to do."
     line = (f"✅ **{name}**: {outcome.outcome}, {outcome.chunks} passages, version {outcome.version} "
@@ -319,9 +362,13 @@ async def _ingest(files: list[tuple[str, Path]]) -> None:
             await progress.send()
             # Chainlit stores an upload under a random name; the parsers go by the real extension.
             path = Path(tmp) / name
-            await asyncio.to_thread(shutil.copyfile, upload, path)
-            outcome = await asyncio.to_thread(service.ingest, path, name, collection)
-            progress.content = _outcome_line(outcome, path, name)
+            try:
+                await asyncio.to_thread(shutil.copyfile, upload, path)
+                outcome = await asyncio.to_thread(service.ingest, path, name, collection)
+                progress.content = _outcome_line(outcome, path, name)
+            except Exception:  # the progress line must end, whatever went wrong
+                log.exception("chat upload of %s failed", name)
+                progress.content = f"❌ {name}: could not be read on the server. {UPLOAD_FAILED}"
             await progress.update()
 
 

@@ -1,12 +1,14 @@
 """The chat end to end: a real `supportbot serve` process, driven through Debian's chromium.
 
-A customer asks without signing in and watches the answer stream in with its source; an agent
-signs in, uploads a manual, and the next answer cites it; a customer's upload is refused.
+A customer on a phone asks without signing in, watches the answer stream in, and opens the cited
+passage from its [1]; an agent signs in, sees failed uploads end with one line each, uploads a
+manual, and the next answer cites it; after a handoff no sources show; a customer's upload is refused.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -110,6 +112,9 @@ def server(chromium: Path, database_url: str, ingestor, manual_md: Path, tmp_pat
 
 
 MESSAGES = '[data-step-type="assistant_message"]'
+PHONE = {"width": 390, "height": 844}
+PANEL = "#side-view-content"  # Chainlit's side panel (a sheet over the chat on a phone)
+HANDOFF_NOTICE = "I've asked a member of our support team to take over"
 
 
 def _wait_for_message(page: Any, text: str, after: int = 0) -> Any:
@@ -133,17 +138,32 @@ def _ask(page: Any, question: str) -> Any:
     return _wait_for_message(page, "Sources:", after=before)
 
 
+def _settled(page: Any, reply: Any) -> None:
+    """Wait until the reply's sources arrived (its [n] became links), and a moment longer: Chainlit
+    would have opened its side panel by itself by then."""
+    reply.locator(".element-link").first.wait_for()
+    page.wait_for_timeout(1000)
+
+
+def _citation(reply: Any, n: int) -> Any:
+    return reply.locator(".element-link", has_text=re.compile(rf"^\[{n}\]$"))
+
+
 def test_customer_and_agent_in_the_browser(server: str, db, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     kettle = tmp_path / "aurora-kettle.md"
     kettle.write_text(KETTLE_MD)
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    tool = tmp_path / "tool.exe"
+    tool.write_bytes(b"MZ not a manual")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = None
         try:
-            # --- a customer: no sign-in, a streamed answer with its source, thumbs up -----------
-            page = browser.new_context().new_page()
+            # --- a customer on a phone: no sign-in, a streamed answer with its source, thumbs up ---
+            page = browser.new_context(viewport=PHONE).new_page()
             tokens: list[str] = []
             connects: list[str] = []
             page.on("websocket", lambda ws: ws.on(
@@ -156,9 +176,18 @@ def test_customer_and_agent_in_the_browser(server: str, db, tmp_path: Path) -> N
 
             reply = _ask(page, "How do I enter night mode on the Zephyr fan?")
             assert len(tokens) >= 3, "the answer streams token by token"
-            assert "[1] zephyr fan manual" in reply.inner_text().lower()
-            reply.locator(".element-link").first.click()
-            page.get_by_text("Zephyr Fan Manual › Night mode").first.wait_for()  # the passage, in the side panel
+            assert "Sources: [1] Zephyr Fan Manual › Night mode" in reply.inner_text()  # the passage's own title
+            _settled(page, reply)
+            assert page.locator(PANEL).count() == 0, "the sources do not open by themselves over the chat"
+            # "[1]" in the answer text and in the list of sources both open passage 1, and only it.
+            assert _citation(reply, 1).count() >= 2
+            _citation(reply, 1).first.click()
+            panel = page.locator(PANEL)
+            expect(panel.get_by_text("Zephyr Fan Manual › Night mode")).to_be_visible()
+            expect(panel.get_by_text("Press the moon button")).to_be_visible()
+            assert page.locator("#side-view-title").inner_text() == "[1]" and panel.locator("> *").count() == 1
+            page.keyboard.press("Escape")
+            expect(panel).to_have_count(0)
 
             reply.locator(".positive-feedback-off").click()
             page.click("#submit-feedback")
@@ -181,12 +210,35 @@ def test_customer_and_agent_in_the_browser(server: str, db, tmp_path: Path) -> N
             page.fill("#password", PASSWORD)
             page.click("#sign-in")
             _wait_for_message(page, "Signed in as agent alice")
-            page.get_by_role("button", name="Upload documents").click()
+            upload = page.get_by_role("button", name="Upload documents")
+            # Failed uploads (an empty PDF, a wrong type) end with one line each; the ask ends with them.
+            upload.click()
+            page.wait_for_selector("input[type=file]", state="attached")
+            page.set_input_files("input[type=file]", [str(empty), str(tool)])
+            _wait_for_message(page, "❌ empty.pdf: empty file. Nothing was added from it")
+            _wait_for_message(page, "❌ tool.exe: unsupported type '.exe'")
+            expect(upload.locator(".animate-spin")).to_have_count(0)  # the button's spinner stopped
+            expect(page.locator("input[type=file]")).to_have_count(0)  # the ask is over
+            upload.click()
             page.wait_for_selector("input[type=file]", state="attached")
             page.set_input_files("input[type=file]", str(kettle))
             _wait_for_message(page, "aurora-kettle.md: added")
             reply = _ask(page, "How do I descale the Aurora kettle?")
             assert "aurora kettle guide" in reply.inner_text().lower()
+            _settled(page, reply)
+            assert page.locator(PANEL).count() == 0
+            citation = reply.locator(".element-link").first
+            name = citation.inner_text()
+            citation.click()  # beside the chat on a wide screen
+            expect(page.locator("#side-view-title")).to_have_text(name)
+            # An answer that hands off shows no sources, and the passage open from before closes.
+            before = page.locator(MESSAGES).count()
+            page.fill("textarea#chat-input", "Can I talk to a real person please?")
+            page.keyboard.press("Enter")
+            _wait_for_message(page, HANDOFF_NOTICE, after=before)
+            handoff = page.locator(MESSAGES).nth(before)
+            assert "Sources" not in handoff.inner_text() and handoff.locator(".element-link").count() == 0
+            expect(page.locator(PANEL)).to_have_count(0)
 
             # --- the API docs render offline: every asset from this server, none from a CDN ----------
             page = browser.new_context().new_page()

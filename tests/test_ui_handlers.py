@@ -4,7 +4,9 @@ with a recording emitter in place of the browser; and the agents' sign-in."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -204,12 +206,20 @@ def test_customer_answer_streams_and_cites_its_sources(with_manual, chats) -> No
     assert "".join(tokens) in shown  # the stream is the start of the answer (stream_start carries the first token)
 
     sources = rec.of("element")
-    assert sources and all(e["type"] == "text" for e in sources)
-    assert sources[0]["name"].startswith("[") and "Zephyr Fan Manual" in sources[0]["name"]
-    assert "Sources: " + sources[0]["name"] in shown  # a link that opens the passage
+    assert sources and all(e["type"] == "text" and e["display"] == "side" for e in sources)
+    # One element per cited passage, named exactly as the answer cites it: Chainlit links each "[n]"
+    # of the message (in the text and in the list of sources) to that passage alone.
+    names = [e["name"] for e in sources]
+    assert all(re.fullmatch(r"\[\d+\]", name) for name in names) and len(set(names)) == len(names)
+    answer_text = stored[0]["content"]
+    assert any(name in answer_text for name in names), "a citation in the answer itself opens its passage"
+    assert "\n\nSources: [1] Zephyr Fan Manual › Night mode" in shown  # each passage with its own title
     ctx_text = Path(chat.session.files[sources[0]["chainlitKey"]]["path"]).read_text()
-    assert "Zephyr Fan Manual" in ctx_text and "zephyr-fan.md" in ctx_text
+    assert ctx_text.startswith("**Zephyr Fan Manual › Night mode**") and "zephyr-fan.md" in ctx_text
     assert "Press the moon button" in ctx_text or "Unplug" in ctx_text  # the passage text itself
+    # Chainlit opens its side panel whenever side elements arrive: closed again right after them.
+    last_element = max(i for i, (event, _) in enumerate(rec.events) if event == "element")
+    assert _closes_panel(rec.events[last_element + 1:])
 
     conversation = _rows(with_manual, "SELECT channel, user_ref FROM conversations WHERE id = %s",
                          stored[0]["conversation_id"])
@@ -300,6 +310,32 @@ def test_an_answer_that_hands_off_shows_the_notice(with_manual, chats) -> None:
     assert [r["reason"] for r in _rows(with_manual, "SELECT reason FROM handoffs")] == ["customer_asked"]
 
 
+def test_a_passage_goes_by_document_heading_and_page() -> None:
+    from bot.chain import Citation
+
+    assert ui._where(Citation(1, "Guide", "g.pdf", ["Guide", "Setup"], 3, 7, 2)) == "Guide › Setup, p. 3"
+    assert ui._where(Citation(2, "Guide", "g.md", ["Setup", "Wi-Fi"], None, 8, 2)) == "Guide › Setup › Wi-Fi"
+    assert ui._where(Citation(3, "FAQ", "faq.csv", [], None, 9, 3)) == "FAQ"
+
+
+def _closes_panel(events: list[tuple[str, Any]]) -> bool:
+    return ("set_sidebar_elements", {"elements": [], "key": None}) in events
+
+
+def test_an_answer_that_hands_off_shows_no_sources_and_closes_the_last_ones(with_manual, chats) -> None:
+    chat = chats(anonymous_customer())
+    chat.start()
+    chat.say(QUESTION)
+    before = len(chat.emitter.events)
+    rec = chat.say("Can I talk to a real person please?")
+    events = rec.events[before:]
+    assert [e for e in events if e[0] == "element"] == [], "no sources with a handoff"
+    assert _closes_panel(events), "the previous answer's passage does not stay open"
+    handoff_answer = rec.messages()[-2]
+    assert "Sources" not in handoff_answer and "[1]" not in handoff_answer
+    assert rec.messages()[-1] == ui.HANDOFF_NOTICE
+
+
 def test_a_busy_server_asks_the_customer_to_retry_and_stores_nothing(with_manual, chats) -> None:
     # The chat shares the API's gate: with every slot taken, a question is refused with a friendly
     # message (and the person button), not queued, and not stored.
@@ -368,13 +404,13 @@ def test_agent_uploads_lists_and_deletes(service, chats, tmp_path: Path) -> None
 
     rec = chat.click("upload_documents")
     ask = rec.of("ask")[0]
-    assert ask["spec"].type == "file" and ".md" in ask["spec"].accept["text/*"]
+    assert ask["spec"].type == "file"
     assert ask["step"]["parentId"], "the browser sends the parent id with the upload; Chainlit needs it"
     assert rec.of("task")[-1] == "end", "the chat is usable again after the upload"
     lines = rec.messages()[-2:]
     assert lines[0].startswith("✅ **zephyr-fan.md**: added,") and "passages" in lines[0]
     assert lines[1].startswith("❌ broken.pdf: ") and "\n" not in lines[1]  # one line, no temp path
-    assert "/tmp" not in lines[1]
+    assert "/tmp" not in lines[1] and lines[1].endswith(ui.UPLOAD_FAILED)
     docs = _rows(service, "SELECT id, source, collection FROM documents")
     assert [(d["source"], d["collection"]) for d in docs] == [("zephyr-fan.md", "default")]
 
@@ -387,6 +423,49 @@ def test_agent_uploads_lists_and_deletes(service, chats, tmp_path: Path) -> None
     assert rec.of("task")[-1] == "end"
     assert rec.messages()[-1].startswith("🗑️ Deleted **zephyr-fan.md**")
     assert _rows(service, "SELECT id FROM documents") == []
+
+
+def test_failed_uploads_end_with_one_line_each(service, chats, tmp_path: Path) -> None:
+    """An empty, a wrongly typed and a vanished upload: each reaches the handler and ends with one line
+    naming the file and what to do, and the ask (its step, the button's spinner) ends."""
+    import chainlit as cl
+    from chainlit.server import validate_file_upload
+    from starlette.datastructures import Headers, UploadFile
+
+    empty, tool = tmp_path / "e1", tmp_path / "t2"
+    empty.write_bytes(b"")
+    tool.write_bytes(b"MZ\x90\x00 not a manual")
+    files = [{"id": "1", "name": "empty.pdf", "path": empty, "size": 0, "type": "application/pdf"},
+             {"id": "2", "name": "tool.exe", "path": tool, "size": tool.stat().st_size,
+              "type": "application/x-msdownload"},
+             {"id": "3", "name": "gone.md", "path": tmp_path / "gone", "size": 3, "type": "text/markdown"}]
+    chat = chats(agent_user("alice"), replies=[files])
+    chat.start()
+
+    rec = chat.click("upload_documents")
+    assert rec.of("task")[-1] == "end"
+    lines = rec.messages()[-3:]
+    assert lines[0] == f"❌ empty.pdf: empty file. {ui.UPLOAD_FAILED}"
+    assert lines[1].startswith("❌ tool.exe: unsupported type '.exe'") and lines[1].endswith(ui.UPLOAD_FAILED)
+    assert lines[2] == f"❌ gone.md: could not be read on the server. {ui.UPLOAD_FAILED}"
+    assert all("\n" not in line and str(tmp_path) not in line for line in lines)
+    assert _rows(service, "SELECT id FROM documents") == []
+
+    # Such files get that far: Chainlit's upload route checks each against the ask, then stores it.
+    spec = rec.of("ask")[0]["spec"]
+    stored: dict[str, Any] = {}
+
+    async def upload_like_the_browser() -> None:
+        for name, mime, content in [("empty.pdf", "application/pdf", b""),
+                                    ("tool.exe", "application/x-msdownload", tool.read_bytes())]:
+            validate_file_upload(UploadFile(io.BytesIO(content), size=len(content), filename=name,
+                                            headers=Headers({"content-type": mime})), spec=spec)
+            ref = await cl.context.session.persist_file(name=name, mime=mime, content=content)
+            stored[name] = cl.context.session.files[ref["id"]]
+
+    chat.run(upload_like_the_browser)
+    assert stored["empty.pdf"]["size"] == 0 and Path(stored["empty.pdf"]["path"]).read_bytes() == b""
+    assert stored["tool.exe"]["size"] == tool.stat().st_size
 
 
 def test_agent_upload_with_a_message_is_ingested(service, chats, tmp_path: Path) -> None:
