@@ -20,6 +20,20 @@ SYSTEM_PROMPT = (
 )
 
 _FAQ_LABELS = re.compile(r"^Q: (.*?)\nA: ", flags=re.DOTALL)
+# The prompt is fitted to a budget, so no message can hold the model much longer than a normal
+# question does: a 4,000-character message (or a follow-up glued to one) is cut to its last part,
+# where the question usually is. With three passages of at most 700 characters the user message
+# stays under ~3,000 characters.
+MAX_QUESTION_CHARS = 600
+MAX_TRANSCRIPT_CHARS = 2000
+
+
+def _last_chars(text: str, limit: int) -> str:
+    """The end of *text*, at most *limit* characters, cut at a word boundary."""
+    if len(text) <= limit:
+        return text
+    tail = text[-limit:]
+    return "… " + (tail.split(" ", 1)[1] if " " in tail[:200] else tail)
 
 
 def passage_block(number: int, hit: Hit, max_chars: int) -> str:
@@ -31,7 +45,7 @@ def passage_block(number: int, hit: Hit, max_chars: int) -> str:
 
 def build_messages(question: str, hits: Sequence[Hit], max_passage_chars: int = 700) -> list[BaseMessage]:
     passages = "\n\n".join(passage_block(i, hit, max_passage_chars) for i, hit in enumerate(hits, 1))
-    user = f"Passages:\n\n{passages}\n\nCustomer question: {neutralise(question)}"
+    user = f"Passages:\n\n{passages}\n\nCustomer question: {neutralise(_last_chars(question, MAX_QUESTION_CHARS))}"
     return [SystemMessage(SYSTEM_PROMPT), HumanMessage(user)]
 
 
@@ -42,5 +56,6 @@ def condense_messages(history: str, question: str) -> list[BaseMessage]:
             "Rewrite the customer's last message as one standalone question that includes what it refers to "
             "from the conversation. Reply with the question only."
         ),
-        HumanMessage(f"Conversation:\n{neutralise(history)}\n\nLast message: {neutralise(question)}"),
+        HumanMessage(f"Conversation:\n{neutralise(_last_chars(history, MAX_TRANSCRIPT_CHARS))}\n\n"
+                     f"Last message: {neutralise(_last_chars(question, MAX_QUESTION_CHARS))}"),
     ]

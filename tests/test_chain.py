@@ -131,3 +131,23 @@ def test_account_requests_hand_off_before_any_search(chain):
     answer = chain.answer("My order of a router never arrived, where is it?")
     assert answer.handoff is not None and answer.handoff.reason == "needs_account_access"
     assert answer.passages == [] and answer.text == HANDOFF_TEXT["needs_account_access"]
+
+
+def test_a_huge_message_costs_the_model_about_what_a_normal_question_does(chain, chat_model):
+    """The prompt is fitted to a budget: a 4,000-character message (the API's limit) glued to a
+    follow-up must not make the model read thousands of tokens (it held the model for minutes)."""
+    hits = chain.searcher.search("factory reset", k=3)
+
+    def prompt_tokens(question: str) -> int:
+        messages = build_messages(question, hits)
+        rendered = chat_model.tokenizer.apply_chat_template(
+            [{"role": "system", "content": messages[0].content}, {"role": "user", "content": messages[1].content}],
+            tokenize=False)
+        return len(chat_model.tokenizer(rendered)["input_ids"])
+
+    normal = prompt_tokens("How do I do a factory reset?")
+    padding = "Please help me, my router is broken and I tried everything already. " * 80
+    question = f"{padding} {padding} How do I do a factory reset?"
+    huge = prompt_tokens(question)
+    assert huge < 1.5 * normal, (normal, huge)  # 315 tokens for the normal one
+    assert "How do I do a factory reset?" in build_messages(question, hits)[1].content  # the end is kept
