@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from bot import metrics
 from bot.agent_auth import anonymous_customer, is_agent, prepare_chainlit_env
 from bot.chain import Answer, Citation
+from bot.conversations import Requested
 from bot.request_guard import MAX_MESSAGE_CHARS, storable_text
 from bot.service import SupportService
 from ingestion.pipeline import FileOutcome
@@ -301,12 +302,12 @@ async def talk_to_person(action: cl.Action) -> None:
         # The last answer comes from the session, never from the action's payload (the browser's).
         message_id = cl.user_session.get("last_message_id")
 
-        def record() -> int:
+        def record() -> Requested:
             service.conversations.ensure(conversation_id, "chat", user_ref, service.settings.chat_collection or None)
             return service.conversations.request_handoff(conversation_id, "customer_asked", message_id)
 
-        await asyncio.to_thread(record)
-        metrics.HANDOFFS.labels("customer_asked").inc()
+        if (await asyncio.to_thread(record)).new:  # counted like the database: one open request per conversation
+            metrics.HANDOFFS.labels("customer_asked").inc()
         cl.user_session.set("handoff_requested", True)
     await _close_passages()
     await cl.Message(HANDOFF_NOTICE).send()
