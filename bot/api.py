@@ -199,7 +199,10 @@ def create_app(service: SupportService | None = None, mount_chat: bool = True) -
         return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
-    def prometheus() -> PlainTextResponse:
+    def prometheus(authorization: Annotated[str | None, Header()] = None,
+                   s: SupportService = Depends(svc)) -> PlainTextResponse:
+        if s.settings.metrics_token:  # optional: Prometheus sends it with `authorization: {credentials: …}`
+            _require_bearer(authorization, s.settings.metrics_token, "SUPPORTBOT_METRICS_TOKEN", "/metrics")
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # --- documents (agents) ------------------------------------------------------------

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # HTTP API
     agent_token: str = Field(default="", description="Bearer token for /api/documents; empty = those endpoints off.")
     ops_token: str = Field(default="", description="Bearer token for /api/train; empty = training over HTTP off.")
+    metrics_token: str = Field(default="", description="Bearer token for /metrics; empty = /metrics open to anyone "
+                               "who reaches the port (keep it off the public proxy).")
     host: str = "127.0.0.1"
     shutdown_grace_s: float = Field(
         default=10.0, gt=0, description="On SIGTERM, answers in flight get this long to finish; then open "

@@ -136,12 +136,19 @@ def test_documents_need_the_agent_token(server, tmp_path):
 
 
 def test_health_metrics_and_openapi(server):
-    url, _ = server
+    url, service = server
     with httpx.Client(base_url=url, timeout=120) as http:
         assert http.get("/healthz").json()["status"] == "ok"
         http.post("/api/chat", json={"message": "Does the router support WPA3?"})
         metrics = http.get("/metrics").text
         assert "supportbot_time_to_first_token_seconds_count" in metrics
         assert 'supportbot_requests_total{endpoint="/api/chat",status="200"}' in metrics
+        service.settings.metrics_token = "scrape-secret"  # SUPPORTBOT_METRICS_TOKEN, read per request
+        try:
+            assert http.get("/metrics").status_code == 401
+            scraped = http.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+            assert scraped.status_code == 200 and "supportbot_requests_total" in scraped.text
+        finally:
+            service.settings.metrics_token = ""
         paths = http.get("/openapi.json").json()["paths"]
         assert {"/v1/chat/completions", "/api/chat", "/api/documents", "/api/search"} <= paths.keys()
