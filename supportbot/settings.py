@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,11 @@ class Settings(BaseSettings):
 
     # Search
     search_candidates: int = Field(default=40, ge=1, description="Rows each ranker feeds into RRF.")
+    bm25: Literal["impact", "exact"] = Field(
+        default="impact", description="Full-text side of search: impact (the best postings of each word, then exact "
+        "scores; cost bounded by the question, not the table) or exact (every matching chunk scored: for evaluation)."
+    )
+    bm25_postings_per_word: int = Field(default=300, ge=1, description="impact: postings read per question word.")
     hnsw_ef_search: int = Field(default=100, ge=1)
     # Reciprocal-rank fusion weights; full text (BM25) leads on manuals (tuned on the S10 dev set).
     search_vector_weight: float = Field(default=1.0, ge=0)

@@ -121,7 +121,15 @@ def test_bm25_statistics_follow_inserts_replacements_and_deletes(ingestor, db, m
             actual = {r["word"]: r["ndoc"] for r in rows}
             corpus = conn.execute("SELECT nchunks, total_length FROM corpus_stats").fetchone()
             real = conn.execute("SELECT count(*) AS n, coalesce(sum(length(tsv)), 0) AS l FROM chunks").fetchone()
-        return kept == actual and (corpus["nchunks"], corpus["total_length"]) == (real["n"], real["l"])
+            # The impact postings: one row per (chunk, lexeme) with its tf (weight-A positions twice) and length.
+            postings = {(r["chunk_id"], r["lexeme"], r["tf"], r["dl"]) for r in conn.execute(
+                "SELECT chunk_id, lexeme, tf, dl FROM chunk_terms")}
+            expected = {(r["id"], r["lexeme"], r["tf"], r["dl"]) for r in conn.execute(
+                """SELECT c.id, u.lexeme, length(c.tsv) AS dl,
+                          cardinality(u.positions) + cardinality(array_positions(u.weights, 'A')) AS tf
+                   FROM chunks c, unnest(c.tsv) u""")}
+        return (kept == actual and (corpus["nchunks"], corpus["total_length"]) == (real["n"], real["l"])
+                and postings == expected)
 
     doc = ingestor.ingest_file(manual_md)
     assert stats_match_corpus()
@@ -136,3 +144,28 @@ def test_bm25_statistics_follow_inserts_replacements_and_deletes(ingestor, db, m
     with db.connection() as conn:
         conn.execute("TRUNCATE documents, chunks")
     assert stats_match_corpus()
+
+
+QUESTIONS = ["How do I reset my router to factory settings?", "is WPA3 supported?", "guest network for visitors",
+             "what does the amber light mean", "firmware update takes how long", "parental controls bedtime"]
+
+
+def _text_ranking(searcher: Searcher, question: str, **filters: str) -> list[int]:
+    hits = searcher.search(question, k=20, **filters)
+    return [h.chunk_id for h in sorted((h for h in hits if h.text_rank), key=lambda h: h.text_rank)]
+
+
+def test_impact_bm25_ranks_as_exact_bm25_and_reads_a_bounded_number_of_postings(sample_kb, db, embedder):
+    exact, impact = Searcher(db, embedder, bm25="exact"), Searcher(db, embedder, bm25="impact")
+    for question in QUESTIONS:
+        assert _text_ranking(impact, question) == _text_ranking(exact, question), question
+        filters = {"collection": "sample", "product": "aurora-x2"}
+        assert _text_ranking(impact, question, **filters) == _text_ranking(exact, question, **filters)
+        assert _text_ranking(impact, question, collection="other") == []
+    # One posting per word: the full-text side can only rank that many chunks, however large the table.
+    narrow = Searcher(db, embedder, bm25="impact", per_term=1)
+    with db.connection() as conn:
+        words = len(narrow.statement_params(conn, QUESTIONS[0], np.zeros(384), 5, None, None)["match_lexemes"])
+    assert 0 < len(_text_ranking(narrow, QUESTIONS[0])) <= words
+    with pytest.raises(ValueError, match="bm25"):
+        Searcher(db, embedder, bm25="fast")
