@@ -315,6 +315,8 @@ def load(conn, index_defs: dict[str, str], corpus: dict[str, Any], n: int, fract
     conn.execute("RESET maintenance_work_mem")
     t = time.perf_counter()
     conn.execute("VACUUM ANALYZE chunks")
+    if conn.execute("SELECT to_regclass('chunk_terms') IS NOT NULL").fetchone()[0]:
+        conn.execute("VACUUM ANALYZE chunk_terms")  # index-only scans need its visibility map
     conn.execute("VACUUM ANALYZE documents")
     times["vacuum_analyze_s"] = time.perf_counter() - t
     return times
@@ -370,10 +372,20 @@ def plan_of(conn, statement: str, params: dict) -> str:
 
 
 def hybrid_statement(searcher, conn, text: str, vector: np.ndarray, k: int) -> tuple[str, dict]:
-    """The SQL of Searcher.search's main statement and its parameters for one query."""
+    """The SQL of Searcher.search's main statement (unfiltered) and its parameters for one query."""
     from ingestion.search import HYBRID_SQL
 
-    return HYBRID_SQL, searcher.statement_params(conn, text, vector, k, None, None)
+    try:
+        from ingestion.search import hybrid_sql
+    except ImportError:  # before impact-ordered BM25
+        return HYBRID_SQL, searcher.statement_params(conn, text, vector, k, None, None)
+    return hybrid_sql(searcher.bm25, None, None), searcher.statement_params(conn, text, vector, k, None, None)
+
+
+def text_ids(conn, sql: str, params: dict, k: int) -> list[int]:
+    """The top *k* of the full-text side alone, in rank order."""
+    return [r[0] for r in conn.execute(sql.replace("SELECT id FROM text_hits", "SELECT id FROM text_hits ORDER BY rank")
+                                       + f" LIMIT {int(k)}", params).fetchall()]
 
 
 def text_only(sql: str) -> str | None:
@@ -424,11 +436,22 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
 
     text_sql = text_only(hybrid_sql) if hybrid else None
     if text_sql:
+        from ingestion.search import HYBRID_SQL
+
         progress("  full text alone")
         out["plans"]["text"] = plan_of(conn, text_sql, template)
-        text_lat, _ = timed(lambda q: conn.execute(text_sql, hybrid_statement(warm, conn, q[0], q[1], k)[1]).fetchall(),
-                            queries, budget_s)
+        text_lat, found = timed(lambda q: text_ids(conn, text_sql, hybrid_statement(warm, conn, q[0], q[1], k)[1], k),
+                                queries, budget_s)
         out["text"] = summary(text_lat)
+        exact_text_sql = text_only(HYBRID_SQL)
+        if exact_text_sql != text_sql:  # impact-ordered BM25: its recall against exact BM25, and exact's latency
+            progress("  full text alone, exact BM25 (every matching chunk scored) for recall")
+            exact_lat, exact_found = timed(
+                lambda q: text_ids(conn, exact_text_sql, hybrid_statement(warm, conn, q[0], q[1], k)[1], k),
+                queries[:len(found)], budget_s)
+            n = len(exact_found)
+            out["text"] = summary(text_lat, recall=recall_at(found[:n], exact_found, k))
+            out["text_exact"] = summary(exact_lat)
     else:
         if hybrid:
             progress("  full text alone: skipped (the hybrid statement has no text_hits CTE)")
@@ -481,7 +504,8 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
 def relation_sizes(conn) -> dict[str, int]:
     rows = conn.execute(
         """SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
-           WHERE c.relname IN ('chunks', 'chunks_embedding_hnsw', 'chunks_tsv_gin')"""
+           WHERE c.relname IN ('chunks', 'chunks_embedding_hnsw', 'chunks_tsv_gin', 'chunk_terms',
+                               'chunk_terms_by_impact', 'chunk_terms_by_collection_impact')"""
     ).fetchall()
     return {name: int(size) for name, size in rows}
 
@@ -515,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     efs = list(dict.fromkeys(settings.hnsw_ef_search if e.strip() == "settings" else int(e)
                              for e in args.ef.split(",") if e.strip()))
     results["settings"] = {k: getattr(settings, k) for k in (
-        "search_candidates", "hnsw_ef_search", "search_vector_weight", "search_text_weight") if hasattr(settings, k)}
+        "search_candidates", "hnsw_ef_search", "search_vector_weight", "search_text_weight", "bm25",
+        "bm25_postings_per_word") if hasattr(settings, k)}
     use_real = not args.random and args.corpus.exists()
     embedder = get_embedder(settings)
     if use_real:
@@ -545,8 +570,10 @@ def main(argv: list[str] | None = None) -> int:
             with psycopg.connect(db.url, autocommit=True) as conn:
                 register_vector(conn)
                 index_defs = dict(conn.execute(
-                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks' "
-                    "AND indexname IN ('chunks_tsv_gin', 'chunks_embedding_hnsw') ORDER BY indexname DESC").fetchall())
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE (tablename = 'chunks' "
+                    "AND indexname IN ('chunks_tsv_gin', 'chunks_embedding_hnsw')) "
+                    "OR (tablename = 'chunk_terms' AND indexname LIKE 'chunk_terms_by_%') "
+                    "ORDER BY indexname DESC").fetchall())
                 results["index_definitions"] = index_defs
                 progress(f"{n:,} chunks: loading")
                 load_times = load(conn, index_defs, corpus, n, args.filter_fraction, args.maintenance_work_mem, rng)
@@ -575,10 +602,13 @@ def report(results: dict[str, Any], efs: list[int]) -> None:
     sizes = results["sizes"]
     print()
     print(table(
-        ["chunks", "filtered", "copy+insert s", "GIN s", "HNSW s", "table MB", "HNSW MB", "total s"],
+        ["chunks", "filtered", "copy+insert s", "GIN s", "HNSW s", "postings idx s", "table MB", "HNSW MB",
+         "postings MB", "total s"],
         [[n, r["filtered_rows"], r["load"]["copy_insert_s"], r["load"].get("index_chunks_tsv_gin_s"),
-          r["load"].get("index_chunks_embedding_hnsw_s"), r["relation_bytes"].get("chunks", 0) / 1e6,
-          r["relation_bytes"].get("chunks_embedding_hnsw", 0) / 1e6, r["seconds"]] for n, r in sizes.items()],
+          r["load"].get("index_chunks_embedding_hnsw_s"),
+          sum(v for key, v in r["load"].items() if key.startswith("index_chunk_terms")) or None,
+          r["relation_bytes"].get("chunks", 0) / 1e6, r["relation_bytes"].get("chunks_embedding_hnsw", 0) / 1e6,
+          r["relation_bytes"].get("chunk_terms", 0) / 1e6 or None, r["seconds"]] for n, r in sizes.items()],
         title=f"Load (maintenance_work_mem for the builds; server {results['server']['postgres']}, "
               f"pgvector {results['server']['pgvector']})",
     ))
@@ -589,14 +619,17 @@ def report(results: dict[str, Any], efs: list[int]) -> None:
             e = r["ef"][ef]
             text, hyb = r["text"] or {}, e["hybrid"] or {}
             share = r.get("any_word_match_share")
+            exact_text = r.get("text_exact") or {}
             rows.append([n, ef, hyb.get("queries"), hyb.get("p50_ms"), hyb.get("p95_ms"),
                          e["ann"]["queries"], e["ann"]["p50_ms"], e["ann"]["p95_ms"], e["ann"]["recall"],
-                         text.get("queries"), text.get("p50_ms"), text.get("p95_ms"), r["exact"]["p50_ms"],
-                         100 * share["mean"] if share else None])
+                         text.get("queries"), text.get("p50_ms"), text.get("p95_ms"), text.get("recall"),
+                         exact_text.get("p50_ms"), r["exact"]["p50_ms"], 100 * share["mean"] if share else None])
     print(table(
         ["chunks", "ef", "hyb n", "hybrid p50", "hybrid p95", "ann n", "ann p50", "ann p95",
-         f"recall@{results['k']}", "text n", "text p50", "text p95", "exact p50", "match %"],
+         f"recall@{results['k']}", "text n", "text p50", "text p95", "text recall", "exact BM25 p50", "exact p50",
+         "match %"],
         rows, title="Latency in ms (hybrid = Searcher.search with a precomputed vector; text = its full-text half; "
+                    "text recall = its top-k against exact BM25's; exact p50 = vector search by sequential scan; "
                     "n = queries timed; match % = mean share of chunks holding any query word)",
     ))
     print()

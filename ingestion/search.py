@@ -68,9 +68,9 @@ matched AS (
       AND (%(product)s::text IS NULL OR product = %(product)s)
 ),
 text_hits AS (
-    SELECT m.id, row_number() OVER (ORDER BY sum(
+    SELECT m.id, row_number() OVER (ORDER BY round(sum(
                t.idf * tf.n * (%(k1)s + 1) / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * length(m.tsv) / %(avgdl)s))
-           ) DESC, m.id) AS rank
+           )::numeric, 9) DESC, m.id) AS rank
     FROM matched m
     CROSS JOIN LATERAL unnest(m.tsv) u
     JOIN terms t ON t.lexeme = u.lexeme
@@ -83,6 +83,9 @@ text_hits AS (
 ),
 """
 
+# Both sides round the score (9 decimals) before breaking ties by id: equal scores summed in another
+# order must stay equal.
+#
 # Impact-ordered BM25 (the default): the best %(per_term)s postings of each informative word, read
 # from chunk_terms in impact order (an index range scan each), are the candidates; each candidate
 # is then scored exactly over all the question's words (primary-key lookups). Cost: words ×
@@ -95,14 +98,14 @@ postings AS (
     CROSS JOIN LATERAL (
         SELECT ct.chunk_id FROM chunk_terms ct
         WHERE ct.lexeme = m.lexeme {filter}
-        ORDER BY ct.impact DESC
+        ORDER BY ct.impact DESC, ct.chunk_id
         LIMIT %(per_term)s
     ) p
 ),
 text_hits AS (
-    SELECT ct.chunk_id AS id, row_number() OVER (ORDER BY sum(
+    SELECT ct.chunk_id AS id, row_number() OVER (ORDER BY round(sum(
                t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))
-           ) DESC, ct.chunk_id) AS rank
+           )::numeric, 9) DESC, ct.chunk_id) AS rank
     FROM postings k
     JOIN chunk_terms ct ON ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
     JOIN terms t ON t.lexeme = ct.lexeme

@@ -66,7 +66,8 @@ CROSS JOIN LATERAL (
     SELECT least(cardinality(u.positions) + cardinality(array_positions(u.weights, 'A')), 32767)::smallint AS tf
 ) n;
 
--- A word's postings best first, for all chunks and within one collection (the usual filter).
-CREATE INDEX chunk_terms_by_impact ON chunk_terms (lexeme, impact DESC) INCLUDE (chunk_id, product);
-CREATE INDEX chunk_terms_by_collection_impact ON chunk_terms (collection, lexeme, impact DESC)
-    INCLUDE (chunk_id, product);
+-- A word's postings best first (equal impacts by chunk id, the order exact BM25 breaks ties in), for
+-- all chunks and within one collection (the usual filter).
+CREATE INDEX chunk_terms_by_impact ON chunk_terms (lexeme, impact DESC, chunk_id) INCLUDE (product);
+CREATE INDEX chunk_terms_by_collection_impact ON chunk_terms (collection, lexeme, impact DESC, chunk_id)
+    INCLUDE (product);
