@@ -26,6 +26,11 @@ ANSWERS_REFUSED = Counter("supportbot_answers_refused_total",
                           "Questions refused at once because SUPPORTBOT_MAX_QUEUED_ANSWERS were in flight",
                           ["channel"])
 
+# The serving guard (bot/answer/checks.py): model-written text cut because it held a link, e-mail, phone, price,
+# order number, handle, placeholder or name that the retrieved passages do not (finetune.targets.leaks).
+GUARD_CUTS = Counter("supportbot_guard_cuts_total", "Model-written sentences or closing lines cut at serving time "
+                     "for holding what the passages do not", ["kind"])
+
 
 # Label values come from fixed sets only: a free-text reason sent by an anonymous client became a
 # public label (a card number was seen), and every new value grew /metrics for good.

@@ -2,7 +2,8 @@
 
 - Leading @mentions are Twitter addressing ("@TeamYouTube Hi…", "@customer Thanks…"), not words of the
   message: a bot trained on them would open every answer with a handle.
-- Agent sign-offs ("^Kristy", "*MS", "-Sofia", "~Laura" at the end) name employees; the bot is none of them.
+- Agent sign-offs ("^Kristy", "*MS", "-Sofia", "~ Olivia", "~Heather B.", "/EX", "…clarify. Jason" at the end,
+  before a thread marker "2/2" too) name employees; the bot is none of them (:func:`finetune.pii_rules.strip_sign_off`).
 - Wayback-machine wrappers (web.archive.org/web/<time>/<url>) are an artefact of archived datasets: the
   agent linked the inner URL.
 - Chat-template control sequences (<|im_end|>, [INST], …) in customer text would otherwise be read as real
@@ -16,10 +17,10 @@ import unicodedata
 from dataclasses import dataclass
 
 from finetune.conversation import Turn
+from finetune.pii_rules import strip_sign_off
 from supportbot.chat_control import CHAT_CONTROL
 
 _ADDRESSING = re.compile(r"^(?:\s*\.?@\w{1,30}[,:]?)+\s*")
-_SIGNATURE = re.compile(r"(?:(?<=\s)|(?<=[.!?]))[\^*~-][A-Z][A-Za-z]{0,24}\s*$")
 _ARCHIVE = re.compile(r"https?://web\.archive\.org/web/\d{1,14}[a-z_]{0,4}/(?=https?://)", re.IGNORECASE)
 _INVISIBLE = re.compile(r"[\u200b-\u200d\u2060\ufeff]")
 _SPACES = re.compile(r"[^\S\n]+")
@@ -51,6 +52,6 @@ def clean_turn(turn: Turn, stats: CleanStats) -> Turn:
     stats.addressing += stripped != text
     text = stripped
     if turn.role == "agent":
-        text, n = _SIGNATURE.subn("", text)
+        text, n = strip_sign_off(text)
         stats.signatures += n
     return Turn(turn.role, normalise_space(text))

@@ -5,10 +5,13 @@ Each kept conversation becomes one example, ``{"id", "source", "brand", "message
 templates know). Loss belongs on the assistant turns only: :func:`finetune.masking.tokenize_example`.
 
 Order of the hygiene (nothing is stored before it): clean-up (:mod:`finetune.clean`), redaction
-(:mod:`finetune.redact`), then drops, each counted by reason: ``empty``, ``no_customer_message``,
-``no_agent_reply``, ``auto_reply_only``, ``duplicate`` (exact or near-exact after normalising, see
+(:mod:`finetune.redact`), target rewriting (:mod:`finetune.targets`: links, contacts, names, prices, order
+numbers out of the agent replies, counted per rule in ``report.targets``), then drops, each counted by reason:
+``other_brand`` (``brands`` filter), ``empty``, ``no_customer_message``, ``no_agent_reply``, ``auto_reply_only``,
+``no_target`` (no agent reply left a target), ``duplicate`` (exact or near-exact after normalising, see
 :func:`finetune.hygiene.dedup_key`; the first one is kept) and ``too_long`` (more chat-template tokens
-than ``max_tokens``). The split is by conversation id, so no conversation is on both sides.
+than ``max_tokens``), ``template`` (the first agent reply already at the template cap).
+The split is by conversation id, so no conversation is on both sides.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from finetune.conversation import Conversation, ImportReport, Turn
 from finetune.hygiene import dedup_key, is_auto_reply, tidy_turns
 from finetune.masking import IGNORE_INDEX, tokenize_example
 from finetune.redact import Redactor
+from finetune.targets import TemplateCap, rewrite_turns
 from supportbot.settings import Settings
 
 TRAIN_FILE, VALIDATION_FILE, REPORT_FILE = "train.jsonl", "validation.jsonl", "report.json"
@@ -42,6 +46,8 @@ class DatasetConfig:
     val_fraction: float = Settings.model_fields["finetune_val_fraction"].default
     seed: int = Settings.model_fields["finetune_seed"].default
     keep_handles: tuple[str, ...] = ()  # besides the brands named in the conversations
+    template_cap: int = 3  # near-identical agent replies kept as targets (finetune.targets.TemplateCap)
+    brands: tuple[str, ...] = ()  # only conversations with these brands/accounts/queues (any case); empty: all
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DatasetConfig:
@@ -71,6 +77,9 @@ class DatasetReport:
     examples: dict[str, int] = field(default_factory=lambda: {"train": 0, "validation": 0})
     dropped: Counter[str] = field(default_factory=Counter)
     pii_found: Counter[str] = field(default_factory=Counter)  # placeholder type → occurrences replaced
+    # Target rewriting (finetune.targets): rule → sentences dropped or rewritten, turns left without a target,
+    # replies over the template cap.
+    targets: Counter[str] = field(default_factory=Counter)
     cleaned: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +91,7 @@ class DatasetReport:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["dropped"], data["pii_found"] = dict(sorted(self.dropped.items())), dict(sorted(self.pii_found.items()))
+        data["targets"] = dict(sorted(self.targets.items()))
         return data
 
 
@@ -122,7 +132,19 @@ def _prepare(
         return "no_agent_reply"
     if all(is_auto_reply(t.text) for t in turns if t.role == "agent" and t.text):
         return "auto_reply_only"
-    return tidy_turns(turns)
+    turns = tidy_turns(rewrite_turns(tidy_turns(turns), report.targets))
+    if not any(t.role == "agent" for t in turns):
+        return "no_target"  # every agent reply was links, contacts or names (see report.targets)
+    return turns
+
+
+def _capped(turns: list[Turn], cap: TemplateCap, report: DatasetReport) -> list[Turn]:
+    """*turns* up to the first agent reply whose template is already at the cap."""
+    for i, turn in enumerate(turns):
+        if turn.role == "agent" and not cap.admit(turn.text):
+            report.targets["template"] += 1
+            return tidy_turns(turns[:i])
+    return turns
 
 
 def build_dataset(
@@ -139,10 +161,15 @@ def build_dataset(
     redactor = Redactor(keep_handles=config.keep_handles)
     clean = CleanStats()
     seen: set[str] = set()
+    cap = TemplateCap(config.template_cap)
+    wanted = {b.lstrip("@").lower() for b in config.brands}
     kept: list[Example] = []
     lengths, agent_tokens = [], 0
     started = time.perf_counter()
     for conversation in conversations:
+        if wanted and (conversation.brand or "").lstrip("@").lower() not in wanted:
+            report.dropped["other_brand"] += 1
+            continue
         turns = _prepare(conversation, redactor, brands, clean, report)
         if isinstance(turns, str):
             report.dropped[turns] += 1
@@ -152,6 +179,10 @@ def build_dataset(
             report.dropped["duplicate"] += 1
             continue
         seen.add(key)
+        turns = _capped(turns, cap, report)
+        if not turns:
+            report.dropped["template"] += 1
+            continue
         messages = [{"role": "system", "content": config.system_prompt}]
         messages += [{"role": _CHAT_ROLES[t.role], "content": t.text} for t in turns]
         encoded = tokenize_example(messages, tokenizer)

@@ -18,6 +18,8 @@ import tldextract
 from presidio_analyzer import LocalRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
+from finetune.names import is_first_name
+
 CASE_SENSITIVE = regex.DOTALL | regex.MULTILINE
 
 SOCIAL_HOSTS = frozenset(
@@ -150,12 +152,110 @@ _NOT_NAMES = """there all everyone team guys folks friend friends sir madam agai
     however""".split()
 
 
+_THREAD = r"(?:[^\S\n]*\(?\d/\d\)?)?"  # a thread marker after a sign-off: "/KD 2/2"
+_NAME = r"[A-Z][a-z]+(?:['’]?[A-Z][a-z]+)?"  # "Olivia", "O'Neil", "CharlesOpacki"
+_NAME_WITH_INITIAL = rf"{_NAME}(?:\s[A-Z]\.?)?"
+# "Hi Tucker I notice…": a greeting, then a capitalised word that is a known given name, whatever follows.
+_GREETING = regex.compile(
+    r"\b(?:Hi|Hello|Hey|Dear|Hiya|Howdy|Thanks|Thank you|Sorry|Welcome|Cheers|Morning|Good (?:morning|afternoon|"
+    rf"evening))(?:\s+there)?\s*,?\s+(?P<name>{_NAME})(?P<more>\s[A-Z][a-z]+|\s[A-Z]\.)?"
+)
+# Agent sign-offs at the end of a line: "~ Olivia", "~Heather B.", "- Rene", "_Rjay", "/EX", "^JK", "–Jeh".
+_SIGN_OFF = regex.compile(
+    rf"(?:^|(?<=[\s.!?>)]))(?P<mark>[~^*_/|]|[-–—])\s?(?P<name>{_NAME_WITH_INITIAL}|[A-Z]{{1,3}}|[A-Z]{{1,2}}[a-z][A-Za-z]{{1,20}})[.!]?{_THREAD}[^\S\n]*$",
+    regex.MULTILINE,
+)
+# A bare sign-off after the last sentence: "…to clarify. Jason", "…for updates. Trinity", "…assistance: <URL> HRB".
+_BARE_SIGN_OFF = regex.compile(
+    rf"(?<=[.!?>:]\s+)(?P<name>{_NAME_WITH_INITIAL}|[A-Z]{{2,3}})[.!]?{_THREAD}[^\S\n]*$",
+    regex.MULTILINE,
+)
+# A vocative without a comma ("Thanks for the tweet Janet.") or a reply that opens with one ("Edgar - sorry…").
+_VOCATIVE = regex.compile(rf"(?<=\b[a-z]+,?\s)(?P<name>{_NAME})(?=[.!?,]|\s*$)|^(?P<name>{_NAME})(?=\s*[,!–—-]\s)",
+                          regex.MULTILINE)
+# "our CEO Charlie Scharf": a known given name and a capitalised word after it.
+_FULL_NAME = regex.compile(r"\b(?P<name>[A-Z][a-z]+)\s(?P<surname>[A-Z][a-z]{2,}(?:-[A-Z][a-z]+)?)\b")
+# Closing words that end a reply on their own ("…let us know. Thanks"): never a bare sign-off.
+_CLOSERS = frozenset("thanks thank cheers regards best enjoy welcome again soon everyone all".split())
+_NOT_INITIALS = frozenset("OK FAQ PS PC TV ID DM DMS IOS OS US UK EU AM PM ET PT CT GMT UTC USA PIN ATM".split())
+
+
+_THREAD_MARKER = regex.compile(r"[^\S\n]*\(?\b\d/\d\)?[^\S\n]*$")
+
+
+def _sign_offs(text: str) -> list[tuple[int, int, int]]:
+    """Sign-offs (mark and name, or a bare name or initials after the last sentence of a line): start, end of
+    the name, end of the line's text."""
+    spans = []
+    for m in _SIGN_OFF.finditer(text):
+        name = m["name"]
+        word = name.split()[0]
+        after_sentence = text[max(0, m.start("mark") - 2) : m.start("mark")].rstrip()[-1:] in (".", "!", "?")
+        if name.upper() == name:  # initials: "/EX", "-AB"
+            ok = name not in _NOT_INITIALS
+        elif m["mark"] in "-–—" and not after_sentence:  # a dash also joins words: only names and "Name B."
+            ok = is_first_name(word) or " " in name
+        else:  # "~ Olivia", "^NKush", "Thank you. -Karla"
+            ok = word.lower() not in _NOT_NAMES
+        if ok:
+            spans.append((m.start("mark"), m.end("name"), m.end()))
+    for m in _BARE_SIGN_OFF.finditer(text):
+        name = m["name"]
+        if (name.upper() == name and name not in _NOT_INITIALS) or is_first_name(name.split()[0]):
+            spans.append((m.start("name"), m.end("name"), m.end()))
+    return spans
+
+
+def strip_sign_off(text: str) -> tuple[str, int]:
+    """*text* without its trailing sign-offs and thread markers ("… /KD 1/2"); how many were removed."""
+    removed = 0
+    while True:
+        stripped = _THREAD_MARKER.sub("", text.rstrip())
+        ends = [start for start, _, end in _sign_offs(stripped) if end >= len(stripped.rstrip())]
+        if ends:
+            stripped = stripped[: min(ends)].rstrip()
+            removed += 1
+        if stripped == text.rstrip():
+            return stripped, removed
+        text = stripped
+
+
+class NameRecognizer(LocalRecognizer):
+    """Person names where support text puts them, without NER: after greetings (a known given name, or any
+    capitalised word before punctuation — presidio pattern below), agent sign-offs and initials at the end of a
+    line, bare sign-offs after the last sentence, and vocatives. Measured on real Twitter support replies."""
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["PERSON"], name="SupportbotNameRecognizer")
+
+    def load(self) -> None:  # nothing to load
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: object = None) -> list[RecognizerResult]:
+        results = []
+        for m in _GREETING.finditer(text):
+            if is_first_name(m["name"]) and m["name"].lower() not in _NOT_NAMES:
+                end = m.end("more") if m["more"] and (is_first_name(m["more"].strip()) or "." in m["more"]) \
+                    else m.end("name")
+                results.append(RecognizerResult("PERSON", m.start("name"), end, 0.7))
+        for start, end, _ in _sign_offs(text):
+            results.append(RecognizerResult("PERSON", start, end, 0.7))
+        for m in _FULL_NAME.finditer(text):
+            if is_first_name(m["name"]) and m["surname"].lower() not in _NOT_NAMES:
+                results.append(RecognizerResult("PERSON", m.start(), m.end(), 0.5))
+        for m in _VOCATIVE.finditer(text):
+            if is_first_name(m["name"]):
+                results.append(RecognizerResult("PERSON", m.start("name"), m.end("name"), 0.6))
+        return results
+
+
 def supportbot_recognizers() -> list[LocalRecognizer]:
     """The project's recognizers, added to the chosen presidio ones in :mod:`finetune.redact`."""
     return [
         LinkRecognizer(),
         OfflineEmailRecognizer(),
         PhoneFallbackRecognizer(),
+        NameRecognizer(),
         _Recognizer("HANDLE", [Pattern("@handle", r"(?<![\w@./])@\w{1,30}\b", 0.8)]),
         _Recognizer(  # "my gamer tag is phantomstrike50", "PSN ID: x_y"
             "HANDLE",
@@ -210,12 +310,15 @@ def supportbot_recognizers() -> list[LocalRecognizer]:
                 Pattern(  # "Hi John,", "Thanks, Morgan!", "Hey Ana Lopez."
                     "greeting name",
                     r"(?<=\b(?:Hi|Hello|Hey|Dear|Hiya|Howdy|Thanks|Thank you|Sorry|Welcome|Cheers)\s*,?\s+)"
-                    r"[A-Z][a-z]+(?:\s[A-Z][a-z]+)?(?=\s*[,.!?:;)]|\s*$)",
+                    r"[A-Z][a-z]+(?:\s[A-Z][a-z]+)?(?=\s*[,.!?:;)–—-]|\s*$)",
                     0.6,
                 ),
                 Pattern("introduction", r"(?<=\b(?i:my name is|this is)\s+)[A-Z][a-z]+(?:\s[A-Z][a-z]+)?\b", 0.4),
                 Pattern("in-game name", r"(?<=\b(?i:my name is)\s+)[\w.]*[\d_-][\w.-]*\w", 0.4),  # "FWL-Christos"
-                Pattern("trailing vocative", r"(?<=,\s)[A-Z][a-z]{2,}(?=[.!?](?:\s|$))", 0.5),  # "…, Justin."
+                # "…, Justin.", "…on you, Manny Jr!"
+                Pattern("trailing vocative", r"(?<=,\s)[A-Z][a-z]{2,}(?:\sJr\.?|\s[A-Z][a-z]+)?(?=[.!?](?:\s|$))", 0.5),
+                # "Thank you for the feedback, Faith, and we appreciate…"
+                Pattern("vocative", r"(?<=\b[a-z]+,\s)[A-Z][a-z]{2,}(?=,\s(?:and|we|but|I|please|thanks?|thank)\b)", 0.5),
             ],
             not_pii=_NOT_NAMES,
             global_regex_flags=CASE_SENSITIVE,

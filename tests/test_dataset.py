@@ -62,7 +62,7 @@ def support_conversations() -> list[Conversation]:
         conv("silent", ("customer", "@AcmeHelp hello??? call me on (415) 555-0132")),
         conv("empty", ("customer", "@AcmeHelp"), ("agent", "   ")),
         conv("no-question", ("agent", "Our stores open at 9 tomorrow.")),
-        conv("long", ("customer", "Here is my whole log: " + "error line " * 400), ("agent", "Thanks, looking at it.")),
+        conv("long", ("customer", "Here is my whole log: " + "error line " * 400), ("agent", "Thanks, we're looking at the log for you now.")),
         conv(
             "refund",
             ("customer", "Refund my card 4111 1111 1111 1111 please, order #A1234567"),
@@ -89,14 +89,15 @@ def test_hygiene_drops_by_reason_and_counts_pii(tokenizer: Any) -> None:
 
     kettle, refund = dataset.train
     assert kettle.id == "kettle" and kettle.brand == "AcmeHelp"
-    assert [m["role"] for m in kettle.messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert [m["role"] for m in kettle.messages] == ["system", "user", "assistant"]
     assert kettle.messages[0]["content"] == DatasetConfig().system_prompt
     assert kettle.messages[1]["content"] == "my kettle won't switch on, email me at <EMAIL>"
-    assert kettle.messages[2]["content"] == "Sorry to hear that, <NAME>! Is the base plugged in?"
-    assert kettle.messages[3]["content"] == "yes, the light is on\nand I tried another socket"  # merged
-    assert kettle.messages[4]["content"].endswith("https://help.acme.com/kb/kettle-reset")  # article kept
+    # The target loses the customer's name; the second reply was a link and "Thanks.": no target, so the
+    # conversation ends before it (finetune.targets).
+    assert kettle.messages[2]["content"] == "Sorry to hear that! Is the base plugged in?"
     assert refund.messages[1]["content"] == "Refund my card <CARD> please, order <ACCOUNT_ID>"
-    assert refund.messages[2]["content"] == "Hi <NAME>, the refund is on its way and shows in 3-5 days."
+    assert refund.messages[2]["content"] == "Hi there, the refund is on its way and shows in 3-5 days."
+    assert report.targets == {"link": 2, "nothing_left": 2, "name": 3}  # the duplicate is rewritten too
     assert report.tokens["max"] <= 512 and report.tokens["agent"] > 0
 
 

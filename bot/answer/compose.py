@@ -5,7 +5,8 @@ A 135M model cannot restate a manual (it loops, invents steps, contradicts its p
 writes a fact here. What it does write, the closing line, is generated once per live model or
 adapter from a prompt that holds no question and no passage, and is kept only when it passes
 :func:`safe_closing`: one or two short sentences with no links, numbers, placeholders, names of
-things or instructions. Otherwise the answer ends with :data:`FALLBACK_CLOSING`.
+things or instructions, and nothing the serving guard (:func:`bot.answer.checks.guard`) cuts: no names or
+sign-offs either. Otherwise the answer ends with :data:`FALLBACK_CLOSING`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from bot.answer.checks import guard
 from bot.answer.span import Span
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ def safe_closing(text: str) -> str | None:
     sentences = [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
     kept: list[str] = []
     for sentence in sentences:
-        if not sentence.endswith((".", "!", "?")) or _UNSAFE_CLOSING.search(sentence):
+        if not sentence.endswith((".", "!", "?")) or not guard(sentence) or _UNSAFE_CLOSING.search(sentence):
             continue  # a cut-off or unsafe sentence is left out; the others may stand
         if len(" ".join([*kept, sentence]).split()) > _CLOSING_MAX_WORDS:
             break
