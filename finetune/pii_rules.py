@@ -318,7 +318,9 @@ def supportbot_recognizers() -> list[LocalRecognizer]:
                 # "…, Justin.", "…on you, Manny Jr!"
                 Pattern("trailing vocative", r"(?<=,\s)[A-Z][a-z]{2,}(?:\sJr\.?|\s[A-Z][a-z]+)?(?=[.!?](?:\s|$))", 0.5),
                 # "Thank you for the feedback, Faith, and we appreciate…"
-                Pattern("vocative", r"(?<=\b[a-z]+,\s)[A-Z][a-z]{2,}(?=,\s(?:and|we|but|I|please|thanks?|thank)\b)", 0.5),
+                Pattern(
+                    "vocative", r"(?<=\b[a-z]+,\s)[A-Z][a-z]{2,}(?=,\s(?:and|we|but|I|please|thanks?|thank)\b)", 0.5
+                ),
             ],
             not_pii=_NOT_NAMES,
             global_regex_flags=CASE_SENSITIVE,

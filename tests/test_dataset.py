@@ -62,7 +62,11 @@ def support_conversations() -> list[Conversation]:
         conv("silent", ("customer", "@AcmeHelp hello??? call me on (415) 555-0132")),
         conv("empty", ("customer", "@AcmeHelp"), ("agent", "   ")),
         conv("no-question", ("agent", "Our stores open at 9 tomorrow.")),
-        conv("long", ("customer", "Here is my whole log: " + "error line " * 400), ("agent", "Thanks, we're looking at the log for you now.")),
+        conv(
+            "long",
+            ("customer", "Here is my whole log: " + "error line " * 400),
+            ("agent", "Thanks, we're looking at the log for you now."),
+        ),
         conv(
             "refund",
             ("customer", "Refund my card 4111 1111 1111 1111 please, order #A1234567"),
