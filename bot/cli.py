@@ -235,28 +235,42 @@ def train(
     promote: Annotated[bool, typer.Option(help="Promote the adapter if it passes the evaluation gate.")] = False,
     force: Annotated[bool, typer.Option(help="With --promote: promote even if the gate fails.")] = False,
     margin: Annotated[float, typer.Option(help="Perplexity gain over the live model needed to pass.")] = 0.02,
+    map_: Annotated[str, typer.Option("--map", help="Field/column names of the export, e.g. "
+                                      "customer=question,agent=reply,brand=queue")] = "",
+    brand: Annotated[list[str] | None, typer.Option(help="Only the conversations of this brand/account/queue "
+                                                    "(the export's brand field, or --map brand=COLUMN); repeatable.")]
+    = None,
+    gate_questions: Annotated[Path | None, typer.Option(help="With --promote: the knowledge base's questions "
+                                                        "(CSV/JSONL with gold answers) the adapter must answer as "
+                                                        "well as the live model (default: the sample KB's).")]
+    = None,
 ) -> None:
     """Train a tone adapter on ticket history (PII redacted first), evaluate it, and register it."""
     from bot.inference_adapters import HandoffError, promote_after_training
     from finetune.registry import RegistryError
+    from finetune.tickets import parse_mapping
     from finetune.train import train as run
-    from finetune.train_config import load_config
+    from finetune.train_config import DEFAULT_CONFIG, load_config
 
     try:
         cfg = load_config(config, set_ or [], method=method)
+        mapping = parse_mapping(map_)
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    err.print(f"training config: {config or DEFAULT_CONFIG}" + (f" with {', '.join(set_)}" if set_ else ""),
+              highlight=False)
     settings = get_settings()
     handoff_error = None
     with _database() as db:
         try:
             # Promoted below rather than inside: an inference server must load the adapter first.
-            report = run(tickets, cfg, settings, db, promote=False, force=force, margin=margin)
+            report = run(tickets, cfg, settings, db, promote=False, force=force, margin=margin, mapping=mapping,
+                         brands=brand or ())
         except (ValueError, OSError) as exc:
             raise _fail(str(exc)) from None
         if promote:
             try:
-                promote_after_training(_registry(db), settings, report, force)
+                promote_after_training(_registry(db), settings, report, force, gate_questions)
             except (HandoffError, RegistryError) as exc:
                 handoff_error = f"{report.version} is registered: {exc}"
     t = report.training

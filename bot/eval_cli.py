@@ -225,24 +225,37 @@ def eval_tone(
     tickets: Annotated[list[Path], typer.Option("--tickets", help="Ticket export(s), as for `supportbot train`.")],
     adapters: Annotated[list[str] | None, typer.Option("--adapter", help="Adapter version(s) to score besides the "
                                                        "base model (default: every registered one).")] = None,
-    limit: Annotated[int, typer.Option(help="Held-out conversations scored.")] = 64,
-    generate: Annotated[int, typer.Option(help="Replies generated per model and compared with the real ones.")] = 8,
+    all_: Annotated[bool, typer.Option("--all", help="Score the whole file: for tickets no adapter was trained "
+                                       "on (default: only the validation split, as training held it out).")]
+    = False,
+    limit: Annotated[int | None, typer.Option(help="Held-out conversations scored (default: all).")] = None,
+    generate: Annotated[int, typer.Option(help="Replies generated per model: checked for links, contacts, "
+                                          "placeholders, names and templates, and compared with the real ones.")]
+    = 64,
+    map_: Annotated[str, typer.Option("--map", help="Field/column names, as for `supportbot train`.")] = "",
+    brand: Annotated[list[str] | None, typer.Option(help="Only this brand/account/queue (repeatable).")] = None,
     json_out: JsonOption = None,
     save_baseline: SaveOption = None,
     baseline: BaselineOption = None,
     tolerance: ToleranceOption = 0.02,
 ) -> None:
-    """Perplexity of real agent replies (held-out tickets) and similarity of generated ones: base and each adapter."""
+    """Perplexity of real agent replies (held-out tickets), and generated replies: what they must not hold
+    (links, contacts, placeholders, names), template share, similarity with a 95 % interval."""
     from bot.evals.provenance import provenance
     from bot.evals.tone import evaluate_tone, held_out_conversations
     from finetune.prepare import load_tokenizer
     from finetune.registry import AdapterRegistry, RegistryError
+    from finetune.tickets import parse_mapping
     from ingestion.embed import get_embedder
 
     cli = _cli()
     missing = [p for p in tickets if not p.exists()]
     if missing:
         raise cli._fail(f"{missing[0]}: no such ticket file")
+    try:
+        mapping = parse_mapping(map_)
+    except ValueError as exc:
+        raise cli._fail(str(exc)) from None
     settings = get_settings()
     tokenizer = load_tokenizer(settings)
     with cli._database() as db:
@@ -252,25 +265,43 @@ def eval_tone(
                 [registry.get(row["version"]) for row in registry.list()]
         except RegistryError as exc:
             raise cli._fail(str(exc)) from None
-        cli.err.print("preparing the held-out tickets (import, PII redaction, split)…")
-        conversations, dataset = held_out_conversations(tickets, settings, tokenizer, limit)
+        cli.err.print("preparing the held-out tickets (import, PII redaction, targets, split)…")
+        conversations, prompts, dataset = held_out_conversations(
+            tickets, settings, tokenizer, limit, all_conversations=all_, mapping=mapping, brands=brand or ())
         models = {"base": None, **{a.version: Path(a.path) for a in chosen}}
-        with _progress("scoring tone", len(models)) as step:
-            scores = evaluate_tone(models, conversations, settings, generate=generate,
+        replies = min(generate, len(conversations) + len(prompts) +
+                      sum(sum(m["role"] == "assistant" for m in c) - 1 for c in conversations))
+        cli.err.print(f"{len(conversations)} held-out conversations{' (the whole file)' if all_ else ''}, "
+                      f"{len(prompts)} held-out customer messages without a target; {replies} replies per model")
+        with _bar("scoring", replies * len(models) or None, transient=False) as (bar, task):
+            scores = evaluate_tone(models, conversations, settings, generate=generate, prompts=prompts,
                                    embed=get_embedder(settings).embed, tokenizer=tokenizer,
-                                   progress=lambda name: step(f"scoring {name}"))
+                                   progress=lambda name: bar.update(task, description=f"scoring {name}"),
+                                   reply_done=lambda: bar.update(task, advance=1))
         prov = provenance(settings, data=tickets, extra={
             "adapters": {a.version: {"method": a.method, "path": a.path, "data_hash": a.data_hash} for a in chosen},
-            "dataset_sha256": dataset.get("content_sha256"), "conversations": len(conversations)})
-    table = Table(title=f"tone — {len(conversations)} held-out conversations")
-    for column in ("model", "perplexity", "ROUGE-L", "similarity", "seconds"):
+            "dataset_sha256": dataset.get("content_sha256"), "conversations": len(conversations),
+            "held_out": "whole file" if all_ else "validation split", "prompts": len(prompts)})
+    table = Table(title=f"tone — {len(conversations)} held-out conversations, {replies} generated replies")
+    for column in ("model", "perplexity", "flagged", "template", "ROUGE-L", "similarity (95% CI)", "seconds"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for name, s in scores.items():
-        table.add_row(name, f"{s['perplexity']:.2f}", f"{s.get('rouge_l', 0):.3f}", f"{s.get('similarity', 0):.3f}",
-                      f"{s['seconds']:.0f}")
+        ci = s.get("similarity_ci") or [0, 0]
+        table.add_row(name, f"{s['perplexity']:.2f}", f"{s.get('flagged_share', 0):.0%}",
+                      f"{s.get('template_share', 0):.0%}", f"{s.get('rouge_l', 0):.3f}",
+                      f"{s.get('similarity', 0):.3f} ({ci[0]:.3f}–{ci[1]:.3f})", f"{s['seconds']:.0f}")
     cli.console.print(table)
-    _finish("tone", {name: {k: v for k, v in s.items() if k != "seconds"} for name, s in scores.items()},
-            prov, json_out, save_baseline, baseline, tolerance)
+    for name, s in scores.items():
+        if s.get("flags"):
+            cli.console.print(f"{name}: replies holding {', '.join(f'{k} {v}' for k, v in s['flags'].items())}",
+                              highlight=False)
+    # A baseline keeps the figures where higher is better or perplexity; the reply checks (lower is better) and
+    # the replies themselves go to the JSON under "samples", which a baseline leaves out.
+    details = ("samples", "flags", "flagged_share", "template_share", "template", "generated")
+    results: dict[str, Any] = {name: {k: v for k, v in s.items() if k not in (*details, "seconds")}
+                               for name, s in scores.items()}
+    results["samples"] = {name: {k: s[k] for k in details if k in s} for name, s in scores.items()}
+    _finish("tone", results, prov, json_out, save_baseline, baseline, tolerance)
 
 
 def compare(

@@ -11,6 +11,12 @@ Order, so that a failure never leaves chats asking the server for a model it lac
 
 An unload failure is only a warning: the registry change is done and an extra loaded adapter is
 harmless. With the local backend the bot loads adapters itself, so these are the registry's own steps.
+
+Before ``train --promote`` (and a training job) makes an adapter live, :func:`answer_gate` answers the
+knowledge base's own questions with the live model and with the candidate: a candidate that holds the gold
+answer less often (by more than 0.02), or that writes a link, e-mail, phone, price, order number, handle,
+placeholder or name the passages do not hold (cut by the serving guard, or left in an answer), fails,
+whatever its perplexity.
 """
 
 from __future__ import annotations
@@ -275,15 +281,87 @@ class AdapterDeployer:
             handoff.warnings.append(f"{exc} (harmless: it is no longer live)")
 
 
-def promote_after_training(registry: AdapterRegistry, settings: Settings, report: Any, force: bool) -> None:
-    """``train --promote``: promote the registered adapter if it passed the gate (or *force*), through the server.
+# The project's regression questions about the packaged sample knowledge base (bot/sample_kb).
+GATE_QUESTIONS = Path(__file__).resolve().parent / "evals" / "data" / "sample_kb_questions.csv"
 
-    *report* is the run's ``TrainReport``; its ``promoted`` flag and its report.json are updated.
+
+def _guard_cuts() -> float:
+    from bot.metrics import GUARD_CUTS
+
+    return sum(s.value for m in GUARD_CUTS.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+def answer_scores(registry: AdapterRegistry, settings: Settings, adapter: Adapter | None,
+                  questions: Path | None = None, collection: str | None = None) -> dict[str, Any]:
+    """Answer *questions* (default :data:`GATE_QUESTIONS`) with *adapter* (None: the base model) through the
+    full chain: gold coverage, what the serving guard had to cut, and answers that still hold something the
+    passages do not."""
+    from bot.adapters import chat_model_for
+    from bot.evals.answers import score_answers
+    from bot.evals.retrieval import load_questions
+    from bot.evals.strategies import Strategy, StrategyAnswerer, strategy_name
+    from finetune.targets import leaks
+    from ingestion.embed import get_embedder
+    from ingestion.search import Searcher
+
+    qs = load_questions(questions or GATE_QUESTIONS)
+    embedder = get_embedder(settings)
+    strategy = Strategy(strategy_name(adapter.method if adapter else None, True), True, adapter)
+    answerer = StrategyAnswerer(strategy, Searcher.from_settings(registry.db, embedder, settings),
+                                chat_model_for(settings, adapter), settings, collection)
+    cuts = _guard_cuts()
+    records = {q.id: answerer(q) for q in qs}
+    cuts = _guard_cuts() - cuts
+    leaky = {q.id: leaks(records[q.id].text, "\n".join([*records[q.id].passages, q.question])) for q in qs}
+    report = score_answers(qs, records, None)
+    return {"questions": len(qs), "gold_held": report.gold_held, "false_handoff_rate": report.false_handoff_rate,
+            "guard_cuts": int(cuts), "leaky_answers": sum(bool(v) for v in leaky.values()),
+            "leaks": [f"{kind}: {text}" for found in leaky.values() for kind, text in found][:10],
+            "closing": next((r.text.rsplit("\n\n", 1)[-1] for r in records.values() if not r.handed_off), "")}
+
+
+def answer_gate(registry: AdapterRegistry, settings: Settings, candidate: Adapter, *, questions: Path | None = None,
+                tolerance: float = 0.02) -> tuple[bool, str, dict[str, Any]]:
+    """Whether *candidate* answers the knowledge base's questions as well as the live model (or the base model),
+    and writes nothing the serving guard must cut: (passed, reason, scores of both)."""
+    live = registry.live().get(DEFAULT_SCOPE)
+    reference = live if live and live.version != candidate.version else None
+    scores = {"reference": answer_scores(registry, settings, reference, questions),
+              "candidate": answer_scores(registry, settings, candidate, questions)}
+    scores["reference"]["model"] = reference.version if reference else "base"
+    ref, cand = scores["reference"], scores["candidate"]
+    if (ref["gold_held"] or 0) - (cand["gold_held"] or 0) > tolerance:
+        return False, (f"answers: gold coverage {cand['gold_held']:.2f} < {ref['gold_held']:.2f} of "
+                       f"{scores['reference']['model']} − {tolerance}"), scores
+    if cand["leaky_answers"] or cand["guard_cuts"] > ref["guard_cuts"]:
+        return False, (f"answers: the adapter wrote links, contacts, names or placeholders ({cand['guard_cuts']} "
+                       f"cut by the guard, {cand['leaky_answers']} answers) : {cand['leaks'][:3]}"), scores
+    gold = cand["gold_held"] or 0.0
+    return True, f"answers: gold coverage {gold:.2f} (reference {ref['gold_held'] or 0:.2f}), nothing cut", scores
+
+
+def promote_after_training(registry: AdapterRegistry, settings: Settings, report: Any, force: bool,
+                           questions: Path | None = None) -> None:
+    """``train --promote``: promote the registered adapter if it passed the perplexity gate and then the answer
+    gate (:func:`answer_gate`, on *questions*), or with *force*, through the server.
+
+    *report* is the run's ``TrainReport``; its ``promoted`` flag, gate result and report.json are updated.
     """
     if not report.version or not (report.gate_passed or force):
         return
+    if not force:
+        passed, reason, scores = answer_gate(registry, settings, registry.get(report.version), questions=questions)
+        report.scores["answers"] = scores
+        report.gate_passed, report.gate_reason = passed, f"{report.gate_reason}; {reason}"
+        _save_report(report)
+        if not passed:
+            return
     AdapterDeployer(registry, settings).promote(report.version)
     report.promoted = True
+    _save_report(report)
+
+
+def _save_report(report: Any) -> None:
     report_file = Path(report.run_dir) / "report.json"
     if report_file.exists():
         report_file.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")

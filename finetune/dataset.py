@@ -36,6 +36,9 @@ from finetune.targets import TemplateCap, rewrite_turns
 from supportbot.settings import Settings
 
 TRAIN_FILE, VALIDATION_FILE, REPORT_FILE = "train.jsonl", "validation.jsonl", "report.json"
+# Customer messages (redacted) of conversations that left no target: never trained on, so `eval tone` may
+# generate replies for them (there is no real reply to compare with).
+PROMPTS_FILE = "prompts.jsonl"
 _CHAT_ROLES = {"customer": "user", "agent": "assistant"}
 
 
@@ -100,6 +103,7 @@ class Dataset:
     train: list[Example]
     validation: list[Example]
     report: DatasetReport
+    prompts: list[Example] = field(default_factory=list)
 
 
 def validation_ids(ids: Iterable[str], fraction: float, seed: int) -> set[str]:
@@ -115,7 +119,8 @@ def validation_ids(ids: Iterable[str], fraction: float, seed: int) -> set[str]:
 
 
 def _prepare(
-    conversation: Conversation, redactor: Redactor, brands: frozenset[str], clean: CleanStats, report: DatasetReport
+    conversation: Conversation, redactor: Redactor, brands: frozenset[str], clean: CleanStats, report: DatasetReport,
+    prompts: list[list[Turn]],
 ) -> list[Turn] | str:
     """The conversation's cleaned, redacted, tidied turns, or the reason it is dropped."""
     turns = []
@@ -132,10 +137,17 @@ def _prepare(
         return "no_agent_reply"
     if all(is_auto_reply(t.text) for t in turns if t.role == "agent" and t.text):
         return "auto_reply_only"
-    turns = tidy_turns(rewrite_turns(tidy_turns(turns), report.targets))
+    tidied = tidy_turns(turns)
+    turns = tidy_turns(rewrite_turns(tidied, report.targets))
     if not any(t.role == "agent" for t in turns):
+        prompts.append(_first_question(tidied))
         return "no_target"  # every agent reply was links, contacts or names (see report.targets)
     return turns
+
+
+def _first_question(turns: list[Turn]) -> list[Turn]:
+    """The customer turns before the first agent reply."""
+    return turns[: next((i for i, t in enumerate(turns) if t.role == "agent"), len(turns))]
 
 
 def _capped(turns: list[Turn], cap: TemplateCap, report: DatasetReport) -> list[Turn]:
@@ -162,6 +174,7 @@ def build_dataset(
     clean = CleanStats()
     seen: set[str] = set()
     cap = TemplateCap(config.template_cap)
+    unused: list[tuple[Conversation, list[Turn]]] = []
     wanted = {b.lstrip("@").lower() for b in config.brands}
     kept: list[Example] = []
     lengths, agent_tokens = [], 0
@@ -170,7 +183,9 @@ def build_dataset(
         if wanted and (conversation.brand or "").lstrip("@").lower() not in wanted:
             report.dropped["other_brand"] += 1
             continue
-        turns = _prepare(conversation, redactor, brands, clean, report)
+        found: list[list[Turn]] = []
+        turns = _prepare(conversation, redactor, brands, clean, report, found)
+        unused += [(conversation, p) for p in found]
         if isinstance(turns, str):
             report.dropped[turns] += 1
             continue
@@ -179,9 +194,11 @@ def build_dataset(
             report.dropped["duplicate"] += 1
             continue
         seen.add(key)
+        first = _first_question(turns)
         turns = _capped(turns, cap, report)
         if not turns:
             report.dropped["template"] += 1
+            unused.append((conversation, first))
             continue
         messages = [{"role": "system", "content": config.system_prompt}]
         messages += [{"role": _CHAT_ROLES[t.role], "content": t.text} for t in turns]
@@ -205,7 +222,10 @@ def build_dataset(
             "agent": agent_tokens,
         }
     report.seconds["build"] = round(time.perf_counter() - started, 2)
-    return Dataset(train, validation, report)
+    system = [{"role": "system", "content": config.system_prompt}]
+    prompts = [Example(c.id, c.source, c.brand, system + [{"role": "user", "content": t.text} for t in turns])
+               for c, turns in unused if turns]
+    return Dataset(train, validation, report, prompts)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -228,10 +248,12 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> str:
     """Write train.jsonl, validation.jsonl and report.json into *folder*; returns the content hash."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, examples in ((TRAIN_FILE, dataset.train), (VALIDATION_FILE, dataset.validation)):
+    for name, examples in ((TRAIN_FILE, dataset.train), (VALIDATION_FILE, dataset.validation),
+                           (PROMPTS_FILE, dataset.prompts)):
         data = "".join(f"{e.to_json()}\n" for e in examples).encode()
         _write(folder / name, data)
-        dataset.report.files[name] = hashlib.sha256(data).hexdigest()
+        if name != PROMPTS_FILE:
+            dataset.report.files[name] = hashlib.sha256(data).hexdigest()
     dataset.report.content_sha256 = dataset_sha256(folder)
     _write(folder / REPORT_FILE, (json.dumps(dataset.report.to_dict(), indent=2, ensure_ascii=False) + "\n").encode())
     return dataset.report.content_sha256

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,10 @@ def prepare_dataset(
     tokenizer: Any = None,
     mapping: Mapping[str, str] | None = None,
     fmt: str | None = None,
+    brands: Sequence[str] = (),
 ) -> DatasetReport:
-    """Import every file, build the dataset with the settings' hygiene options, save it in *out_dir*."""
+    """Import every file, build the dataset with the settings' hygiene options, save it in *out_dir*; with
+    *brands*, only the conversations of those brands/accounts/queues (the ``brand`` field, see ``--map``)."""
     settings = settings or get_settings()
     started = time.perf_counter()
     conversations: list[Conversation] = []
@@ -47,7 +50,8 @@ def prepare_dataset(
         imports.append(report)
     imported = time.perf_counter()
     tokenizer = tokenizer or load_tokenizer(settings)
-    dataset = build_dataset(conversations, tokenizer, DatasetConfig.from_settings(settings), imports)
+    config = replace(DatasetConfig.from_settings(settings), brands=tuple(brands))
+    dataset = build_dataset(conversations, tokenizer, config, imports)
     dataset.report.seconds["import"] = round(imported - started, 2)
     dataset.report.seconds["total"] = round(time.perf_counter() - started, 2)  # tokenizer load included
     save_dataset(dataset, out_dir)
@@ -60,9 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="folder for train/validation JSONL + report.json")
     parser.add_argument("--map", default="", help="field/column mapping, e.g. customer=question,agent=reply")
     parser.add_argument("--format", choices=["jsonl", "json", "csv"], help="instead of the file extension")
+    parser.add_argument("--brand", action="append", default=[], help="only this brand/account/queue (repeatable)")
     args = parser.parse_args(argv)
     try:
-        report = prepare_dataset(args.files, args.out, mapping=parse_mapping(args.map), fmt=args.format)
+        report = prepare_dataset(args.files, args.out, mapping=parse_mapping(args.map), fmt=args.format,
+                                 brands=args.brand)
     except (TicketImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -98,9 +98,11 @@ def train(
     margin: float = 0.02,
     generate: int = 8,
     reuse: bool = False,
+    brands: Sequence[str] = (),
 ) -> TrainReport:
     """*reuse*: when this data and configuration were already trained and registered, return that
-    run's report instead of training again (``supportbot compare`` does)."""
+    run's report instead of training again (``supportbot compare`` does). *brands*: train only on the
+    conversations of these brands/accounts/queues (one company's own agents in a multi-brand export)."""
     from transformers import AutoTokenizer
 
     from finetune.base_model import base_model_path
@@ -108,7 +110,7 @@ def train(
     base_path = base_model_path(settings)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     staging = settings.home / "training" / "staging"
-    dataset_report = prepare_dataset(tickets, staging, settings, tokenizer, mapping)
+    dataset_report = prepare_dataset(tickets, staging, settings, tokenizer, mapping, brands=brands)
     data_hash = dataset_report.content_sha256
     key = hashlib.sha256(json.dumps([data_hash, config.model_dump()], sort_keys=True).encode()).hexdigest()[:12]
     run_dir = settings.home / "training" / f"{config.method}-{key}"

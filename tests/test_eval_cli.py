@@ -67,7 +67,19 @@ def test_tone_scores_base_and_adapter_on_held_out_tickets(cli_env: CliRunner, tm
     scored = cli_env.invoke(app, ["eval", "tone", "--tickets", str(tickets), "--generate", "1", "--json", str(out)])
     assert scored.exit_code == 0, scored.output
     tone = json.loads(out.read_text())["tone"]
-    assert set(tone) == {"base", "v1"}
+    assert set(tone) == {"base", "v1", "samples"}
     assert tone["base"]["perplexity"] > 1 and tone["v1"]["perplexity"] > 1
     assert tone["v1"]["perplexity"] != tone["base"]["perplexity"]  # the adapter changes what the model predicts
     assert 0 <= tone["v1"]["rouge_l"] <= 1
+    assert tone["samples"]["v1"]["generated"] == 1 and 0 <= tone["samples"]["v1"]["flagged_share"] <= 1
+
+    # A file no adapter was trained on is held out whole (--all): every conversation is scored.
+    whole = cli_env.invoke(app, ["eval", "tone", "--tickets", str(tickets), "--all", "--adapter", "v1",
+                                 "--generate", "3", "--json", str(out)])
+    assert whole.exit_code == 0, whole.output
+    document = json.loads(out.read_text())
+    assert document["provenance"]["held_out"] == "whole file"
+    assert document["provenance"]["conversations"] == len(EXCHANGES)  # the copies are duplicates
+    replies = document["tone"]["samples"]["v1"]
+    assert replies["generated"] == 3 and "template_share" in replies
+    assert len(document["tone"]["v1"]["similarity_ci"]) == 2
