@@ -157,8 +157,8 @@ _NAME = r"[A-Z][a-z]+(?:['’]?[A-Z][a-z]+)?"  # "Olivia", "O'Neil", "CharlesOpa
 _NAME_WITH_INITIAL = rf"{_NAME}(?:\s[A-Z]\.?)?"
 # "Hi Tucker I notice…": a greeting, then a capitalised word that is a known given name, whatever follows.
 _GREETING = regex.compile(
-    r"\b(?:Hi|Hello|Hey|Dear|Hiya|Howdy|Thanks|Thank you|Sorry|Welcome|Cheers|Morning|Good (?:morning|afternoon|"
-    rf"evening))(?:\s+there)?\s*,?\s+(?P<name>{_NAME})(?P<more>\s[A-Z][a-z]+|\s[A-Z]\.)?"
+    r"\b(?i:Hi|Hello|Hey|Dear|Hiya|Howdy|Thanks|Thank you|Sorry|Welcome|Cheers|Morning|Good (?:morning|afternoon|"
+    rf"evening))(?i:\s+there)?\s*,?\s+(?P<name>{_NAME})(?P<more>\s[A-Z][a-z]+|\s[A-Z]\.)?"
 )
 # Agent sign-offs at the end of a line: "~ Olivia", "~Heather B.", "- Rene", "_Rjay", "/EX", "^JK", "–Jeh".
 _SIGN_OFF = regex.compile(
@@ -170,9 +170,13 @@ _BARE_SIGN_OFF = regex.compile(
     rf"(?<=[.!?>:]\s+)(?P<name>{_NAME_WITH_INITIAL}|[A-Z]{{2,3}})[.!]?{_THREAD}[^\S\n]*$",
     regex.MULTILINE,
 )
-# A vocative without a comma ("Thanks for the tweet Janet.") or a reply that opens with one ("Edgar - sorry…").
-_VOCATIVE = regex.compile(rf"(?<=\b[a-z]+,?\s)(?P<name>{_NAME})(?=[.!?,]|\s*$)|^(?P<name>{_NAME})(?=\s*[,!–—-]\s)",
-                          regex.MULTILINE)
+# A vocative without a comma ("Thanks for the tweet Janet.", "…on this, Eric and please know…") or a reply that
+# opens with one ("Edgar - sorry…").
+_VOCATIVE = regex.compile(
+    rf"(?<=\b[a-z]+,?\s)(?P<name>{_NAME})(?=[.!?,]|\s*$|\s(?:and|but|we|please|thanks?)\b)"
+    rf"|^(?P<name>{_NAME})(?=\s*[,!–—-]\s)",
+    regex.MULTILINE,
+)
 # "our CEO Charlie Scharf": a known given name and a capitalised word after it.
 _FULL_NAME = regex.compile(r"\b(?P<name>[A-Z][a-z]+)\s(?P<surname>[A-Z][a-z]{2,}(?:-[A-Z][a-z]+)?)\b")
 # Closing words that end a reply on their own ("…let us know. Thanks"): never a bare sign-off.
@@ -309,7 +313,7 @@ def supportbot_recognizers() -> list[LocalRecognizer]:
             [
                 Pattern(  # "Hi John,", "Thanks, Morgan!", "Hey Ana Lopez."
                     "greeting name",
-                    r"(?<=\b(?:Hi|Hello|Hey|Dear|Hiya|Howdy|Thanks|Thank you|Sorry|Welcome|Cheers)\s*,?\s+)"
+                    r"(?<=\b(?i:Hi|Hello|Hey|Dear|Hiya|Howdy|Thanks|Thank you|Sorry|Welcome|Cheers)\s*,?\s+)"
                     r"[A-Z][a-z]+(?:\s[A-Z][a-z]+)?(?=\s*[,.!?:;)–—-]|\s*$)",
                     0.6,
                 ),

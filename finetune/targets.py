@@ -66,7 +66,7 @@ _DROP_RULES: list[tuple[str, re.Pattern[str]]] = [
     ("order_number", ORDER_NUMBER),
     # A sentence that points at a link it no longer has: "Please see the following link for details."
     ("link", re.compile(r"\b(?:link|links|url|the following|(?:link|page|steps|article) below|this (?:article|page|"
-                        r"form)|these (?:instructions|steps|articles|tips))\b|\bhere[.!:]?$", re.IGNORECASE)),
+                        r"form)|these (?:instructions|steps|articles|tips))\b|\bhere[.!?:]?$", re.IGNORECASE)),
 ]
 
 

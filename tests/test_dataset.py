@@ -221,3 +221,13 @@ def test_turn_tidying_and_dedup_key() -> None:
     b = [Turn("customer", "order 34 is   late"), Turn("agent", "sorry <name> it ships today")]
     c = [Turn("customer", "Order 12 is late"), Turn("agent", "It ships tomorrow.")]
     assert dedup_key(a) == dedup_key(b) != dedup_key(c)
+
+
+def test_a_brand_filter_keeps_one_companys_agents(tokenizer: Any) -> None:
+    conversations = [
+        conv("acme", ("customer", "My kettle is broken"), ("agent", "Sorry to hear that! Is the base plugged in?")),
+        conv("other", ("customer", "My sofa is torn"), ("agent", "We're sorry! Could you share a photo of it?"),
+             brand="SofaCare"),
+    ]
+    dataset = build_dataset(conversations, tokenizer, DatasetConfig(val_fraction=0, brands=("@acmehelp",)))
+    assert [e.id for e in dataset.train] == ["acme"] and dataset.report.dropped == {"other_brand": 1}

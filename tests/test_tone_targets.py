@@ -31,10 +31,12 @@ NAMED = [
     ("I'd like to share your feedback with the appropriate team. Thank you. -Karla", ["Karla"]),
     ("Hi Ryan - yes! Here is what to do next.", ["Ryan"]),
     ("Hi Tucker I notice the banks are closed today", ["Tucker"]),
+    ("HI Richard, sorry to hear about this. It seems that the app is opening in a trial mode.", ["Richard"]),
     ("Thanks for the tweet Janet. Use smart sync to free up space.", ["Janet"]),
     ("Edgar - sorry for the delays that we are experiencing due to the high demand.", ["Edgar"]),
     ("Thank you for the feedback, Faith, and we appreciate where you're coming from.", ["Faith"]),
     ("Magenta would look great on you, Manny Jr!", ["Manny"]),
+    ("We appreciate your comments on this, Eric and please know that we have made the team aware.", ["Eric"]),
     ("We encourage you to read a note from our CEO Charlie Scharf on the relief we provide.", ["Charlie Scharf"]),
 ]
 KEPT = [
