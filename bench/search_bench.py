@@ -10,8 +10,10 @@ Rows are realistic when the S10 manual is at hand (../shared/data/manuals): the 
 chunked and embedded with the packaged MiniLM (cached in bench/results/cache/), every real chunk is
 stored once, and the rest are perturbed copies, like the same section in another product's manual:
 ``normalize(e_i + a·e_j + s·n)`` with e_j another real chunk, a ~ U(0, 0.3), n a random unit vector,
-s ~ U(0.3, 0.7) (cosine to the original ~0.8–0.95); the copy keeps the chunk's text, and so its
-tsvector (computed by Postgres exactly as ingestion.store does). Without the data: independent
+s ~ U(0.3, 0.7) (cosine to the original ~0.8–0.95); the copy keeps the chunk's text with
+``--text-noise`` (25 %) of its words replaced by words drawn from the whole corpus, as the same
+section reads in another product's manual (identical copies, ``--text-noise 0``, would make a
+hundred chunks tie for every word), and its tsvector is computed by Postgres as ingestion.store does. Without the data: independent
 random unit vectors and pseudo-word texts (``--random`` forces that), queried near stored rows.
 
 Queries (``--queries``, default 200): the 50 real questions of galaxy-s10-questions.csv, then
@@ -27,7 +29,9 @@ at the configured ``hnsw_ef_search`` (default 100) and at 40 (``--ef``): p50/p95
   exact search (the same statement with index and bitmap scans off: a sequential scan);
 * text: the full-text half of the hybrid statement alone: the statement Searcher runs (recorded
   once) with its final SELECT replaced by ``SELECT id FROM text_hits`` (no ef_search dependence),
-  and the share of chunks holding any word of each query (the rows an OR-ed query must score);
+  its recall@k against exact BM25 (``SUPPORTBOT_BM25=exact``, every matching chunk scored) and
+  that one's latency, and the share of chunks holding any word of each query (the rows an OR-ed
+  query must score);
 * filtered: a collection filter matching ``--filter-fraction`` (5 %) of the rows, for the ANN
   statement with ``hnsw.iterative_scan`` off and ``relaxed_order``, as planned and forced through
   the HNSW index, and for Searcher.search (which always turns iterative scan on): rows returned
@@ -108,6 +112,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sections", type=Path, default=S10_SECTIONS,
                    help="Sections JSON whose titles complete the query set.")
     p.add_argument("--random", action="store_true", help="Random vectors and texts even when the data is present.")
+    p.add_argument("--text-noise", type=float, default=0.25,
+                   help="Share of the words of each copied row replaced by words of the whole corpus, so that the "
+                        "copies are like the same section in other manuals, not identical texts (0 = identical).")
     p.add_argument("--no-cache", action="store_true", help="Re-embed the corpus and queries instead of the cache.")
     p.add_argument("--no-hybrid", action="store_true",
                    help="Vector search only: skip Searcher.search and the full-text measurements.")
@@ -251,8 +258,28 @@ def synthetic_vectors(base: np.ndarray, n: int, rng: np.random.Generator,
     return base_of[order], vectors[order]
 
 
+def noisy_texts(texts: list[str], base_of: np.ndarray, noise: float, rng: np.random.Generator) -> list[str | None]:
+    """Per row: None for the first row of each base chunk (its text as is), else the base text with a
+    *noise* share of its words replaced by words drawn from the whole corpus (by frequency)."""
+    words = [t.split() for t in texts]
+    vocabulary = np.array([w for ws in words for w in ws], dtype=object)
+    seen: set[int] = set()
+    out: list[str | None] = []
+    for base in base_of.tolist():
+        if base not in seen or noise <= 0:
+            seen.add(base)
+            out.append(None)
+            continue
+        row = list(words[base])
+        replace = np.flatnonzero(rng.random(len(row)) < noise)
+        for i, w in zip(replace.tolist(), rng.choice(vocabulary, size=len(replace)).tolist(), strict=True):
+            row[i] = w
+        out.append(" ".join(row))
+    return out
+
+
 def load(conn, index_defs: dict[str, str], corpus: dict[str, Any], n: int, fraction: float, mwm: str,
-         rng: np.random.Generator) -> dict[str, float]:
+         rng: np.random.Generator, text_noise: float = 0.0) -> dict[str, float]:
     """Fill an empty store with *n* chunks; rebuild the indexes. Returns timings."""
     from pgvector import Vector
 
@@ -286,20 +313,27 @@ def load(conn, index_defs: dict[str, str], corpus: dict[str, Any], n: int, fract
                                                            strict=True))],
         )
     base_of, vectors = synthetic_vectors(corpus["vectors"], n, rng, iid=corpus.get("iid", False))
+    row_texts = noisy_texts(corpus["texts"], base_of, text_noise, rng)
     times["generate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     conn.execute(f"CREATE TEMP TABLE bench_rows (row_no int, document_id bigint, position int, base int, "
-                 f"embedding vector({DIM}))")
+                 f"embedding vector({DIM}), text text)")
     with conn.cursor() as cur, cur.copy(
-        "COPY bench_rows (row_no, document_id, position, base, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        "COPY bench_rows (row_no, document_id, position, base, embedding, text) FROM STDIN WITH (FORMAT BINARY)"
     ) as copy:
-        copy.set_types(["int4", "int8", "int4", "int4", "vector"])
+        copy.set_types(["int4", "int8", "int4", "int4", "vector", "text"])
         for r in range(n):
-            copy.write_row((r, doc_ids[r // DOC_SIZE], r % DOC_SIZE, int(base_of[r]), Vector(vectors[r])))
+            copy.write_row((r, doc_ids[r // DOC_SIZE], r % DOC_SIZE, int(base_of[r]), Vector(vectors[r]),
+                            row_texts[r]))
+    # A copy with its own text gets its own tsvector (the same expression as ingestion.store).
     conn.execute(
         """INSERT INTO chunks (document_id, position, text, heading_path, page, collection, product, embedding, tsv)
-           SELECT r.document_id, r.position, b.text, b.heading_path, b.page, d.collection, NULL, r.embedding, b.tsv
+           SELECT r.document_id, r.position, coalesce(r.text, b.text), b.heading_path, b.page, d.collection, NULL,
+                  r.embedding,
+                  CASE WHEN r.text IS NULL THEN b.tsv
+                       ELSE setweight(to_tsvector('english', array_to_string(b.heading_path, ' > ')), 'A')
+                            || setweight(to_tsvector('english', r.text), 'B') END
            FROM bench_rows r JOIN bench_base b ON b.id = r.base JOIN documents d ON d.id = r.document_id
            ORDER BY r.row_no"""
     )
@@ -557,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     order = rng.permutation(len(texts))  # a budget-cut prefix still mixes questions and titles
     texts, qvec = [texts[i] for i in order], qvec[order]
     results["data"] = {"corpus": str(args.corpus) if use_real else "random", "base_chunks": len(corpus["texts"]),
+                       "text_noise": args.text_noise,
                        "queries": qsource}
     progress(f"{len(corpus['texts'])} base chunks ({results['data']['corpus']}), {len(texts)} queries {qsource}")
 
@@ -576,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
                     "ORDER BY indexname DESC").fetchall())
                 results["index_definitions"] = index_defs
                 progress(f"{n:,} chunks: loading")
-                load_times = load(conn, index_defs, corpus, n, args.filter_fraction, args.maintenance_work_mem, rng)
+                load_times = load(conn, index_defs, corpus, n, args.filter_fraction, args.maintenance_work_mem, rng,
+                                  args.text_noise)
                 progress(f"{n:,} chunks: loaded ({', '.join(f'{k} {v:.1f}' for k, v in load_times.items())})")
                 filtered_rows = conn.execute("SELECT count(*) FROM chunks WHERE collection = %s",
                                              (FILTER_COLLECTION,)).fetchone()[0]

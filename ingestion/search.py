@@ -25,6 +25,9 @@ find look give go come see try start stop put set turn let say ask
 BM25_K1 = 1.2
 BM25_B = 0.5  # chunks are short and similar in length: normalise length only mildly
 
+# Impact BM25 scores exactly this many times the RRF candidates, best by partial score first.
+RESCORE_FACTOR = 4
+
 # Lexemes that more chunks hold than this share still add their (small) IDF to a matched chunk's
 # score, but do not make a chunk match: a word in every heading path (the manual's title) would
 # otherwise send every chunk through BM25 scoring.
@@ -87,29 +90,33 @@ text_hits AS (
 # order must stay equal.
 #
 # Impact-ordered BM25 (the default): the best %(per_term)s postings of each informative word, read
-# from chunk_terms in impact order (an index range scan each), are the candidates; each candidate
-# is then scored exactly over all the question's words (primary-key lookups). Cost: words ×
-# per_term rows, whatever the table size. {filter} narrows the postings to the collection (its own
-# index) and product.
+# from chunk_terms in impact order (an index-only range scan each), give every chunk they name a
+# partial score (IDF × stored impact, over the lists it is in); the best %(rescore)s of those are
+# then scored exactly over all the question's words (primary-key lookups). Cost: words × per_term
+# index entries plus rescore × words lookups, whatever the table size. {filter} narrows the
+# postings to the collection (its own index) and product.
 _IMPACT_TEXT_SQL = """
 postings AS (
-    SELECT DISTINCT p.chunk_id
-    FROM unnest(%(match_lexemes)s::text[]) AS m(lexeme)
+    SELECT p.chunk_id
+    FROM unnest(%(match_lexemes)s::text[], %(match_idfs)s::float8[]) AS m(lexeme, idf)
     CROSS JOIN LATERAL (
-        SELECT ct.chunk_id FROM chunk_terms ct
+        SELECT ct.chunk_id, ct.impact FROM chunk_terms ct
         WHERE ct.lexeme = m.lexeme {filter}
         ORDER BY ct.impact DESC, ct.chunk_id
         LIMIT %(per_term)s
     ) p
+    GROUP BY p.chunk_id
+    ORDER BY round(sum(m.idf * p.impact)::numeric, 6) DESC, p.chunk_id
+    LIMIT %(rescore)s
 ),
 text_hits AS (
-    SELECT ct.chunk_id AS id, row_number() OVER (ORDER BY round(sum(
-               t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))
-           )::numeric, 9) DESC, ct.chunk_id) AS rank
+    SELECT k.chunk_id AS id, row_number() OVER (ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id) AS rank
     FROM postings k
-    JOIN chunk_terms ct ON ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
-    JOIN terms t ON t.lexeme = ct.lexeme
-    GROUP BY ct.chunk_id
+    CROSS JOIN LATERAL (  -- per candidate: its postings of the question's words, by primary key
+        SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
+        FROM chunk_terms ct JOIN terms t ON t.lexeme = ct.lexeme
+        WHERE ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
+    ) e
     ORDER BY rank
     LIMIT %(candidates)s
 ),
@@ -187,7 +194,7 @@ class Searcher:
         vector_weight: float = 1.0,
         text_weight: float = 1.5,
         bm25: str = "impact",
-        per_term: int = 300,
+        per_term: int = 5000,
     ) -> None:
         if bm25 not in ("impact", "exact"):
             raise ValueError(f"bm25 must be 'impact' or 'exact', not {bm25!r}")
@@ -245,7 +252,9 @@ class Searcher:
             # NULL (matches nothing) when no word of the question is in the corpus
             "match": " | ".join(_quote(t["lexeme"]) for t in informative) or None,
             "match_lexemes": [t["lexeme"] for t in informative],
+            "match_idfs": [float(t["idf"]) for t in informative],
             "per_term": self.per_term,
+            "rescore": max(RESCORE_FACTOR * max(self.candidates, k), 100),
             "avgdl": max(corpus["total_length"] / max(corpus["nchunks"], 1), 1.0),
             "vector": vector,
             "collection": collection,

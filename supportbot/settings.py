@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         default="impact", description="Full-text side of search: impact (the best postings of each word, then exact "
         "scores; cost bounded by the question, not the table) or exact (every matching chunk scored: for evaluation)."
     )
-    bm25_postings_per_word: int = Field(default=300, ge=1, description="impact: postings read per question word.")
+    bm25_postings_per_word: int = Field(default=5000, ge=1, description="impact: postings read per question word.")
     hnsw_ef_search: int = Field(default=100, ge=1)
     # Reciprocal-rank fusion weights; full text (BM25) leads on manuals (tuned on the S10 dev set).
     search_vector_weight: float = Field(default=1.0, ge=0)
