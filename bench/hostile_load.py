@@ -199,7 +199,9 @@ def main() -> None:
         token_leaks = sum(_holds_a_token(body) for body in bodies)
         changed = {c: (before["conversations"][c], after["conversations"].get(c))
                    for c in before["conversations"] if before["conversations"][c] != after["conversations"].get(c)}
-        stored = {name: check_stored(ledger, db, {warm_conversation}) for name, ledger in ledgers.items()}
+        # The attackers' own conversations (one real question each) are not the customers'.
+        own = {a.own["conversation_id"] for a in attackers if a.own}
+        stored = {name: check_stored(ledger, db, {warm_conversation, *own}) for name, ledger in ledgers.items()}
 
     attack_requests = sum(sum(v.values()) for v in statuses.values())
     server_errors = sum(n for v in statuses.values() for s, n in v.items() if s == "0" or s.startswith("5"))
@@ -236,6 +238,7 @@ def main() -> None:
         ("attack rows were stored", any(after["attack_rows"].values())),
         ("TTFT p95 with attackers over 2x without", ratio is None or ratio > 2),
         ("messages were lost", not all(s["zero_lost"] for s in stored.values())),
+        ("refused questions were stored", not all(s["nothing_refused_stored"] for s in stored.values())),
     ] if bad]
     if failures:
         sys.exit("FAILED: " + "; ".join(failures))

@@ -134,7 +134,8 @@ def check_stored(ledger: Ledger, db: Any, exclude: set[str] = frozenset()) -> di
     server_id = {d["conversation"]: d["answer_conversation_id"] for d in ledger.answered
                  if d.get("answer_conversation_id")}
     since = min(s["sent_at"] for s in ledger.sent) - 1
-    until = max([d["done_at"] for d in ledger.done] + [s["sent_at"] for s in ledger.sent]) + 5
+    # Every row of a customer's request is written before its done line; the next run starts after.
+    until = max([d["done_at"] for d in ledger.done] + [s["sent_at"] for s in ledger.sent]) + 0.5
     with db.connection() as conn:
         rows = conn.execute(
             """SELECT m.id::text, m.conversation_id::text, m.role, m.content FROM messages m
