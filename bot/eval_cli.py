@@ -297,7 +297,7 @@ def eval_tone(
                               highlight=False)
     # A baseline keeps the figures where higher is better or perplexity; the reply checks (lower is better) and
     # the replies themselves go to the JSON under "samples", which a baseline leaves out.
-    details = ("samples", "flags", "flagged_share", "template_share", "template", "generated")
+    details = ("samples", "flags", "flagged_share", "template_share", "template", "generic_share", "generated")
     results: dict[str, Any] = {name: {k: v for k, v in s.items() if k not in (*details, "seconds")}
                                for name, s in scores.items()}
     results["samples"] = {name: {k: s[k] for k in details if k in s} for name, s in scores.items()}

@@ -33,6 +33,7 @@ class ToneScores:
     flags: dict[str, int] | None = None  # kind → replies holding it
     template_share: float | None = None  # replies that are the most frequent near-identical template
     template: str | None = None  # that template's first reply
+    generic_share: float | None = None  # replies of greetings, apologies and closers only
     samples: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def reply_scores(model: torch.nn.Module, tokenizer: Any, contexts: Sequence[Cont
     and for the share of the most frequent template."""
     from rouge_score import rouge_scorer
 
-    from finetune.targets import reply_flags, template_share
+    from finetune.targets import is_generic, reply_flags, template_share
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     samples: list[dict[str, Any]] = []
@@ -109,6 +110,7 @@ def reply_scores(model: torch.nn.Module, tokenizer: Any, contexts: Sequence[Cont
     scores.flagged_share = round(sum(bool(s["flags"]) for s in samples) / len(samples), 4)
     share, first = template_share([s["generated"] for s in samples])
     scores.template_share, scores.template = round(share, 4), first
+    scores.generic_share = round(sum(is_generic(s["generated"]) for s in samples) / len(samples), 4)
     paired = [s for s in samples if s["reference"]]
     if paired:
         scores.rouge_l = sum(scorer.score(s["reference"], s["generated"])["rougeL"].fmeasure for s in paired) / len(

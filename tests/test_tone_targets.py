@@ -107,5 +107,7 @@ def test_near_identical_templates_are_capped() -> None:
     admitted = [cap.admit(template.format(word)) for word in ("Transaction", "Order", "Account", "Purchase")]
     assert admitted == [True, True, False, False]
     assert cap.admit("Sorry to hear that! Which platform are you playing on?")
+    generic = ["Hi there. Hope this helps.", "Hi there. Keep us posted.", "We're sorry to hear that. Let us know!"]
+    assert [cap.admit(reply) for reply in generic] == [True, True, False]  # contentless replies: one template
     share, first = template_share([template.format("a"), template.format("b"), "Hope this helps!", "Let us know!"])
     assert share == 0.5 and first == template.format("a")
