@@ -108,6 +108,12 @@ def test_composed_text_quotes_the_span_with_its_citation_and_drops_faq_labels():
     assert composed_text(faq).endswith("- covers labour [3]")
     figure = Span(1, "Click Compact mode.\nFigure 4. Compact mode comparison\nIcons get smaller.", 1.0, 1.0, True)
     assert span_text(figure) == "Click Compact mode.\n\nIcons get smaller."
+    # Overlapping chunks of one section repeat a line (read on a KeePassXC answer): it is shown once.
+    overlap = Span(1, "All the details are stored in database entries.\nAdd a URL to download the icon.\n"
+                      "All the  details are stored in database entries.\nAdd tags to the entry.\n- Yes\n- Yes",
+                   1.0, 1.0, True)
+    assert span_text(overlap) == ("All the details are stored in database entries.\n\nAdd a URL to download the icon."
+                                  "\n\nAdd tags to the entry.\n\n- Yes\n- Yes")
 
 
 # --- sentence checks (generate mode) -------------------------------------------------------

@@ -50,10 +50,15 @@ def span_text(span: Span) -> str:
     """The span's lines as the customer reads them: FAQ labels and figure captions dropped, paragraphs
     apart, list items together."""
     out: list[str] = []
+    seen: set[str] = set()
     lines = span.text.split("\n")
     for line in lines:
         if (_FAQ_QUESTION.match(line) and len(lines) > 1) or _FIGURE_CAPTION.match(line):
             continue  # the FAQ's own question restates the customer's; a caption without its figure
+        key = " ".join(line.split()).lower()
+        if key in seen and len(key) > 20:
+            continue  # consecutive chunks of a section overlap: a line they share is read once
+        seen.add(key)
         line = _FAQ_ANSWER.sub("", line)
         if out and not (_LIST_ITEM.match(line) and _LIST_ITEM.match(out[-1].lstrip("\n"))):
             line = "\n" + line  # a blank line between paragraphs (Markdown joins single newlines)
