@@ -1,7 +1,7 @@
 -- BM25 with a cost bounded by the answer, not the table: every (lexeme, chunk) pair with its term
 -- frequency, its chunk's length and its impact (the BM25 term weight without IDF, with the average
 -- chunk length when written), indexed by lexeme in impact order. A query reads the top postings of
--- each of its words (an index range scan, LIMIT n per word), then scores those candidates exactly.
+-- each of its words (an index range scan, LIMIT n per word), then scores the best candidates exactly.
 -- Kept in step with chunks by statement triggers (no foreign key: TRUNCATE chunks must still work).
 -- depends: 0007.conversation-owner-token
 
@@ -16,6 +16,17 @@ CREATE TABLE chunk_terms (
     PRIMARY KEY (chunk_id, lexeme)
 );
 
+-- One chunk's postings: each lexeme of its tsvector with tf, length and impact at *avgdl*.
+CREATE FUNCTION chunk_postings(tsv tsvector, avgdl double precision)
+RETURNS TABLE (lexeme text, tf smallint, dl smallint, impact real) LANGUAGE sql IMMUTABLE AS $$
+    SELECT u.lexeme, n.tf, length(tsv)::smallint,
+           (n.tf * 2.2 / (n.tf + 1.2 * (0.5 + 0.5 * length(tsv) / avgdl)))::real
+    FROM unnest(tsv) u
+    CROSS JOIN LATERAL (
+        SELECT least(cardinality(u.positions) + cardinality(array_positions(u.weights, 'A')), 32767)::smallint AS tf
+    ) n
+$$;
+
 CREATE FUNCTION chunk_terms_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     avgdl double precision;
@@ -23,14 +34,8 @@ BEGIN
     -- chunks_stats_insert ran first (triggers fire in name order): the average includes these rows.
     SELECT greatest(total_length::double precision / greatest(nchunks, 1), 1) INTO avgdl FROM corpus_stats;
     INSERT INTO chunk_terms (chunk_id, lexeme, tf, dl, impact, collection, product)
-    SELECT c.id, u.lexeme, n.tf, length(c.tsv),
-           n.tf * 2.2 / (n.tf + 1.2 * (0.5 + 0.5 * length(c.tsv) / avgdl)),
-           c.collection, c.product
-    FROM new_chunks c
-    CROSS JOIN LATERAL unnest(c.tsv) u
-    CROSS JOIN LATERAL (
-        SELECT least(cardinality(u.positions) + cardinality(array_positions(u.weights, 'A')), 32767)::smallint AS tf
-    ) n;
+    SELECT c.id, p.lexeme, p.tf, p.dl, p.impact, c.collection, c.product
+    FROM new_chunks c CROSS JOIN LATERAL chunk_postings(c.tsv, avgdl) p;
     RETURN NULL;
 END $$;
 
@@ -55,16 +60,10 @@ CREATE TRIGGER chunks_terms_truncate AFTER TRUNCATE ON chunks
 
 -- The chunks already stored, with today's average length.
 INSERT INTO chunk_terms (chunk_id, lexeme, tf, dl, impact, collection, product)
-SELECT c.id, u.lexeme, n.tf, length(c.tsv),
-       n.tf * 2.2 / (n.tf + 1.2 * (0.5 + 0.5 * length(c.tsv)
-                                    / (SELECT greatest(total_length::double precision / greatest(nchunks, 1), 1)
-                                       FROM corpus_stats))),
-       c.collection, c.product
+SELECT c.id, p.lexeme, p.tf, p.dl, p.impact, c.collection, c.product
 FROM chunks c
-CROSS JOIN LATERAL unnest(c.tsv) u
-CROSS JOIN LATERAL (
-    SELECT least(cardinality(u.positions) + cardinality(array_positions(u.weights, 'A')), 32767)::smallint AS tf
-) n;
+CROSS JOIN LATERAL chunk_postings(
+    c.tsv, (SELECT greatest(total_length::double precision / greatest(nchunks, 1), 1) FROM corpus_stats)) p;
 
 -- A word's postings best first (equal impacts by chunk id, the order exact BM25 breaks ties in), for
 -- all chunks and within one collection (the usual filter).
