@@ -164,7 +164,7 @@ def test_saved_files_and_content_hash(tokenizer: Any, tmp_path: Path) -> None:
     dataset = build_dataset(support_conversations(), tokenizer, DatasetConfig(val_fraction=0.5))
     digest = save_dataset(dataset, tmp_path / "a")
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["report.json", "train.jsonl", "validation.jsonl"]
+    assert files == ["prompts.jsonl", "report.json", "train.jsonl", "validation.jsonl"]  # prompts: no target
     assert digest == dataset_sha256(tmp_path / "a") and len(digest) == 64
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report["content_sha256"] == digest and report["dropped"]["duplicate"] == 1
