@@ -92,6 +92,13 @@ def test_false_handoff_rate_is_better_lower(baseline):
     assert check(baseline, changed({"answers.false_handoff_rate": 0.12})) == []
 
 
+def test_shares_of_flagged_and_template_replies_are_better_lower(tmp_path):
+    from bot.evals.baseline import lower_is_better
+
+    assert all(lower_is_better(f"tone.{name}") for name in ("flagged_share", "template_share", "generic_share"))
+    assert not lower_is_better("tone.similarity")
+
+
 def test_perplexity_is_better_lower_with_a_relative_tolerance(baseline):
     assert check(baseline, changed({"tone.perplexity": 12.24})) == []  # 2% of 12 is 0.24
     assert check(baseline, changed({"tone.perplexity": 6.0})) == []

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 _EPSILON = 1e-9  # 0.2 - 0.02 is 0.18000000000000002 in floats: 0.18 is within the tolerance
-_LOWER_IS_BETTER = ("perplexity", "_ms", "seconds", "false_handoff_rate", "loop_rate")
+_LOWER_IS_BETTER = ("perplexity", "_ms", "seconds", "false_handoff_rate", "loop_rate", "flagged_share",
+                    "template_share", "generic_share")
 # Timings, sizes and counts describe the machine or the data set, not quality: recorded, not gated.
 _TIMING = ("_ms", "seconds")
 _RESOURCE = ("_mb", "steps")

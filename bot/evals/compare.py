@@ -153,7 +153,9 @@ def _add_tone(results: dict[str, dict[str, Any]], reports: dict[str, TrainReport
     for result in results.values():
         method = result["model"]["method"]
         scores = base if method == "base" else reports[method].scores.get("candidate")
-        result["tone"] = {k: v for k, v in (scores or {}).items() if k != "samples"} or None
+        # Figures only: the per-reply flags and the template text are details, not gated numbers.
+        result["tone"] = {k: v for k, v in (scores or {}).items()
+                          if k not in ("samples", "flags", "template", "generated")} or None
         result["tone_samples"] = (scores or {}).get("samples", [])[:3]
 
 
