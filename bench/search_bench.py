@@ -13,8 +13,9 @@ stored once, and the rest are perturbed copies, like the same section in another
 s ~ U(0.3, 0.7) (cosine to the original ~0.8–0.95); the copy keeps the chunk's text with
 ``--text-noise`` (25 %) of its words replaced by words drawn from the whole corpus, as the same
 section reads in another product's manual (identical copies, ``--text-noise 0``, would make a
-hundred chunks tie for every word), and its tsvector is computed by Postgres as ingestion.store does. Without the data: independent
-random unit vectors and pseudo-word texts (``--random`` forces that), queried near stored rows.
+hundred chunks tie for every word), and its tsvector is computed by Postgres as ingestion.store
+does. Without the data: independent random unit vectors and pseudo-word texts (``--random``
+forces that), queried near stored rows.
 
 Queries (``--queries``, default 200): the 50 real questions of galaxy-s10-questions.csv, then
 section titles of galaxy-s10-sections.json, embedded with the packaged MiniLM; else a perturbed
