@@ -311,24 +311,32 @@ def adapters_list(as_json: Annotated[bool, typer.Option("--json", help="Print JS
 def adapters_promote(
     version: Annotated[str, typer.Argument(help="Adapter version, e.g. v3.")],
     scope: Annotated[str, typer.Option(help="'*' (all chats), 'collection:NAME' or 'product:NAME'.")] = "*",
-    force: Annotated[bool, typer.Option(help="Promote even if it failed the evaluation gate.")] = False,
+    force: Annotated[bool, typer.Option(help="Promote even if it failed the training's perplexity gate (the "
+                                        "answer gate still runs).")] = False,
+    skip_answer_gate: Annotated[bool, typer.Option("--skip-answer-gate", help="Promote without answering the "
+                                                   "knowledge base's questions first (logged as a warning).")]
+    = False,
+    gate_questions: Annotated[Path | None, typer.Option(help="The knowledge base's questions (CSV/JSONL with gold "
+                                                        "answers) the adapter must answer as well as the live model "
+                                                        "(default: the sample KB's).")] = None,
 ) -> None:
-    """Make an adapter live (the running bot picks it up within seconds; with SUPPORTBOT_LLM_BACKEND=openai the
-    inference server loads it first)."""
-    from bot.inference_adapters import AdapterDeployer, HandoffError
+    """Make an adapter live once it passes the answer gate (the knowledge base's questions answered as well as with
+    the live model, nothing for the serving guard to cut); the running bot picks it up within seconds; with
+    SUPPORTBOT_LLM_BACKEND=openai the inference server loads it first."""
+    from bot.inference_adapters import GateError, HandoffError, promote_by_hand
     from finetune.registry import RegistryError
 
+    reasons: list[str] = []
     with _database() as db:
-        registry = _registry(db)
         try:
-            adapter = registry.get(version)
-            if not adapter.metrics.get("gate_passed") and not force:
-                raise RegistryError(f"{version} failed the evaluation gate ({adapter.metrics.get('gate')}); "
-                                    "use --force to promote it anyway")
-            handoff = AdapterDeployer(registry, get_settings()).promote(version, scope)
-        except (HandoffError, RegistryError) as exc:
+            handoff = promote_by_hand(_registry(db), get_settings(), version, scope, force=force,
+                                      skip_answer_gate=skip_answer_gate, questions=gate_questions,
+                                      passed=reasons.append)
+        except (HandoffError, RegistryError, GateError) as exc:
             raise _fail(str(exc)) from None
     console.print(f"{version} is live for {scope}{_server_note(handoff)}", highlight=False)
+    if reasons:
+        console.print(f"answer gate passed: {reasons[0]}", highlight=False)
 
 
 @adapters_app.command("rollback")

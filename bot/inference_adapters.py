@@ -12,11 +12,13 @@ Order, so that a failure never leaves chats asking the server for a model it lac
 An unload failure is only a warning: the registry change is done and an extra loaded adapter is
 harmless. With the local backend the bot loads adapters itself, so these are the registry's own steps.
 
-Before ``train --promote`` (and a training job) makes an adapter live, :func:`answer_gate` answers the
-knowledge base's own questions with the live model and with the candidate: a candidate that holds the gold
-answer less often (by more than 0.02), or that writes a link, e-mail, phone, price, order number, handle,
-placeholder or name the passages do not hold (cut by the serving guard, or left in an answer), fails,
-whatever its perplexity.
+Before ``train --promote``, a training job or ``supportbot adapters promote`` makes an adapter live,
+:func:`answer_gate` answers the knowledge base's own questions with the live model and with the candidate: a
+candidate that holds the gold answer less often (by more than 0.02), or that writes a link, e-mail, phone,
+price, order number, handle, placeholder or name the passages do not hold (cut by the serving guard, or left in
+an answer), fails, whatever its perplexity. By hand the gate runs once the inference server has loaded the
+candidate (it answers through the server) and before the registry changes; a failure unloads it again.
+``adapters promote --skip-answer-gate`` promotes without it, with a warning.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from finetune.registry import DEFAULT_SCOPE, Adapter, AdapterRegistry
+from finetune.registry import DEFAULT_SCOPE, Adapter, AdapterRegistry, RegistryError, check_adapter_files
 from supportbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,10 @@ UNLOAD_GRACE_SECONDS = 5.0
 
 class HandoffError(RuntimeError):
     """The inference server did not follow a promotion or rollback; the message is one line that says what to do."""
+
+
+class GateError(RuntimeError):
+    """The candidate failed the answer gate, or the gate could not run; one line, and nothing was promoted."""
 
 
 @dataclass
@@ -186,10 +192,16 @@ class AdapterDeployer:
         except HandoffError as exc:
             raise HandoffError(f"{exc}; {unchanged}") from None
 
-    def promote(self, version: str, scope: str = DEFAULT_SCOPE) -> Handoff:
-        """Make *version* live in *scope*; with a server, only once the server has loaded it."""
+    def promote(self, version: str, scope: str = DEFAULT_SCOPE,
+                gate: Callable[[Adapter], None] | None = None) -> Handoff:
+        """Make *version* live in *scope*; with a server, only once the server has loaded it. *gate* (e.g.
+        :func:`answer_gate_check`) runs before the registry changes, once the adapter can answer (loaded by the
+        server); when it raises, nothing is promoted and what was loaded for it is unloaded."""
         adapter = self.registry.get(version)
         if not self.uses_server:
+            if gate is not None:
+                check_adapter_files(Path(adapter.path))  # a corrupt folder fails in one line, not in the gate
+                gate(adapter)
             return Handoff(self.registry.promote(version, scope))
         replaced = self.registry.live().get(scope)
         server = self._open_for(adapter, f"{version} was not promoted")
@@ -199,6 +211,8 @@ class AdapterDeployer:
             except HandoffError as exc:
                 raise HandoffError(f"{exc}; {version} was not promoted") from None
             try:
+                if gate is not None:
+                    gate(adapter)
                 self.registry.promote(version, scope)
             except Exception:
                 for name in handoff.loaded:  # not live after all: leave the server as it was
@@ -321,10 +335,11 @@ def answer_scores(registry: AdapterRegistry, settings: Settings, adapter: Adapte
 
 
 def answer_gate(registry: AdapterRegistry, settings: Settings, candidate: Adapter, *, questions: Path | None = None,
-                tolerance: float = 0.02) -> tuple[bool, str, dict[str, Any]]:
-    """Whether *candidate* answers the knowledge base's questions as well as the live model (or the base model),
-    and writes nothing the serving guard must cut: (passed, reason, scores of both)."""
-    live = registry.live().get(DEFAULT_SCOPE)
+                tolerance: float = 0.02, scope: str = DEFAULT_SCOPE) -> tuple[bool, str, dict[str, Any]]:
+    """Whether *candidate* answers the knowledge base's questions as well as the model live in *scope* (else in
+    ``*``, else the base model), and writes nothing the serving guard must cut: (passed, reason, scores of both)."""
+    live_now = registry.live()
+    live = live_now.get(scope) or live_now.get(DEFAULT_SCOPE)
     reference = live if live and live.version != candidate.version else None
     scores = {"reference": answer_scores(registry, settings, reference, questions),
               "candidate": answer_scores(registry, settings, candidate, questions)}
@@ -338,6 +353,53 @@ def answer_gate(registry: AdapterRegistry, settings: Settings, candidate: Adapte
                        f"cut by the guard, {cand['leaky_answers']} answers) : {cand['leaks'][:3]}"), scores
     gold = cand["gold_held"] or 0.0
     return True, f"answers: gold coverage {gold:.2f} (reference {ref['gold_held'] or 0:.2f}), nothing cut", scores
+
+
+def answer_gate_check(registry: AdapterRegistry, settings: Settings, *, questions: Path | None = None,
+                      scope: str = DEFAULT_SCOPE,
+                      passed: Callable[[str], None] | None = None) -> Callable[[Adapter], None]:
+    """The answer gate as :meth:`AdapterDeployer.promote`'s *gate*: raises :class:`GateError` (one line) when the
+    candidate fails it or it cannot run; *passed* receives the gate's reason otherwise."""
+
+    def check(candidate: Adapter) -> None:
+        try:
+            ok, reason, _ = answer_gate(registry, settings, candidate, questions=questions, scope=scope)
+        except Exception as exc:  # e.g. an adapter the model cannot load: any of several types
+            raise GateError(f"the answer gate could not run for {candidate.version} ({type(exc).__name__}: "
+                            f"{_one_line(str(exc), 200)}); {candidate.version} was not promoted") from None
+        if not ok:
+            raise GateError(f"{candidate.version} failed the answer gate ({_one_line(reason, 240)}); it was not "
+                            "promoted (--skip-answer-gate promotes it anyway)")
+        if passed is not None:
+            passed(reason)
+
+    return check
+
+
+def promote_by_hand(registry: AdapterRegistry, settings: Settings, version: str, scope: str = DEFAULT_SCOPE, *,
+                    force: bool = False, skip_answer_gate: bool = False, questions: Path | None = None,
+                    passed: Callable[[str], None] | None = None) -> Handoff:
+    """``supportbot adapters promote``: the training's perplexity gate must have passed (or *force*), and the
+    answer gate runs (:func:`answer_gate_check`) unless *skip_answer_gate*, which is logged as a warning."""
+    adapter = registry.get(version)
+    if not adapter.metrics.get("gate_passed") and not force:
+        raise RegistryError(f"{version} failed the evaluation gate ({adapter.metrics.get('gate')}); "
+                            "use --force to promote it anyway")
+    gate = None
+    if questions is not None and not skip_answer_gate:
+        from bot.evals.retrieval import load_questions
+
+        try:  # a missing or malformed file fails before anything is loaded
+            load_questions(questions)
+        except (OSError, ValueError) as exc:
+            message = f"{questions}: no such file" if not questions.is_file() else _one_line(str(exc), 240)
+            raise GateError(f"--gate-questions {message}; {version} was not promoted") from None
+    if skip_answer_gate:
+        log.warning("promoting %s without the answer gate (--skip-answer-gate): its answers to the knowledge "
+                    "base's questions were not checked", version)
+    else:
+        gate = answer_gate_check(registry, settings, questions=questions, scope=scope, passed=passed)
+    return AdapterDeployer(registry, settings).promote(version, scope, gate=gate)
 
 
 def promote_after_training(registry: AdapterRegistry, settings: Settings, report: Any, force: bool,

@@ -74,6 +74,8 @@ def environment(database_url: str, home: Path, vllm: FakeOpenAIServer, server_vi
                 monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """The bot configured for the fake vLLM; call it with NAME=value to change a variable."""
     monkeypatch.setattr(inference_adapters, "UNLOAD_GRACE_SECONDS", 0)  # no replicas to wait for here
+    # The handoff is tested here; the answer gate itself (real questions, scripted models) in test_tone_gate.
+    monkeypatch.setattr(inference_adapters, "answer_gate", lambda *args, **kwargs: (True, "answers: stub", {}))
 
     def configure(**variables: str) -> None:
         for name, value in variables.items():
@@ -250,3 +252,27 @@ def test_base_model_prints_the_folder_an_inference_server_serves(tmp_path: Path,
         assert result.exit_code == 1 and "base model 'no-such/model' is neither a folder nor" in result.output
     finally:
         get_settings.cache_clear()
+
+
+def test_promoting_by_hand_runs_the_answer_gate_once_the_server_has_the_adapter(
+    registry: AdapterRegistry, vllm: FakeOpenAIServer, environment: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[set[str]] = []
+
+    def failing_gate(registry: AdapterRegistry, settings: Settings, candidate: Any, **kwargs: Any) -> tuple:
+        seen.append(set(vllm.lora_adapters))  # the gate answers through the server: the candidate is loaded
+        return False, "answers: gold coverage 0.50 < 1.00 of base − 0.02", {}
+
+    monkeypatch.setattr(inference_adapters, "answer_gate", failing_gate)
+    result = cli("adapters", "promote", "v1")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "v1 failed the answer gate (answers: gold coverage 0.50" in result.output
+    assert "not promoted (--skip-answer-gate promotes it anyway)" in result.output
+    assert seen == [{"v1"}] and vllm.lora_adapters == {} and registry.live() == {}  # unloaded again
+
+    skipped = cli("adapters", "promote", "v1", "--skip-answer-gate")
+    assert skipped.exit_code == 0, skipped.output
+    assert "v1 is live for *; the inference server loaded v1" in skipped.output and len(seen) == 1
+    assert registry.live()["*"].version == "v1" and set(vllm.lora_adapters) == {"v1"}
+
