@@ -21,6 +21,7 @@ from bot.answer.compose import ClosingLines, composed_text
 from bot.answer.followup import standalone_question
 from bot.answer.gate import GateSignals, answerable, request_handoff
 from bot.answer.span import Span, select_span
+from bot.answer.synonyms import SYNONYM_SIMILARITY, SynonymMatcher
 from bot.conversations import Turn
 from bot.prompt import build_messages, condense_messages
 from ingestion.planted_instructions import planted_instructions
@@ -164,6 +165,7 @@ class SupportChain:
         condense: str = "heuristic",
         max_passage_chars: int = 600,
         mode: str = "compose",
+        synonym_similarity: float = SYNONYM_SIMILARITY,
     ) -> None:
         if mode not in ANSWER_MODES:
             raise ValueError(f"answer mode must be one of {ANSWER_MODES}, not {mode!r}")
@@ -176,13 +178,15 @@ class SupportChain:
         self.max_passage_chars = max_passage_chars
         self.mode = mode
         self.closings = ClosingLines()
+        self.synonyms = SynonymMatcher(searcher.embedder, synonym_similarity)
         # question in → span chosen, prompt ready; timed as "retrieval" (embedding, search, span, prompt)
         self.prepare = RunnableLambda(self._condense) | RunnableLambda(self._retrieve) | RunnableLambda(self._prompt)
 
     @classmethod
     def from_settings(cls, searcher: Searcher, chat_model: BaseChatModel, settings: Settings) -> SupportChain:
         return cls(searcher, chat_model, k=settings.answer_passages, min_relevance=settings.min_relevance,
-                   min_span_match=settings.min_span_match, condense=settings.condense, mode=settings.answer_mode)
+                   min_span_match=settings.min_span_match, condense=settings.condense, mode=settings.answer_mode,
+                   synonym_similarity=settings.synonym_similarity)
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -216,7 +220,11 @@ class SupportChain:
                 if not planted_instructions([h.text])]
         span = select_span(question, hits, self.searcher.term_idf(question), self.searcher.section_texts(hits))
         best = max((h.similarity for h in hits if h.similarity is not None), default=0.0)
-        signals = GateSignals(best, self.searcher.vocabulary_coverage(question), span.match if span else 0.0)
+        counted, unknown = self.searcher.unknown_lexemes(question)
+        # "orange" where the manual says "amber": a word the manual lacks, yet not off-topic
+        matched = self.synonyms.matched(question, unknown, [h.text for h in hits]) if unknown and hits else 0
+        coverage = (counted - len(unknown) + matched) / counted if counted else 1.0
+        signals = GateSignals(best, coverage, span.match if span else 0.0)
         return hits, span, signals
 
     def answerable(self, signals: GateSignals) -> bool:

@@ -303,12 +303,19 @@ class Searcher:
         something else, however close its embedding lands. Everyday words ("long", "last",
         "problem") say nothing about the topic and are left out.
         """
+        counted, unknown = self.unknown_lexemes(query)
+        return (counted - len(unknown)) / counted if counted else 1.0
+
+    def unknown_lexemes(self, query: str) -> tuple[int, list[str]]:
+        """How many of the query's content lexemes count for coverage (everyday words left out), and
+        those of them that occur nowhere in the knowledge base."""
         with self.db.connection() as conn:
-            row = conn.execute(
-                """SELECT count(*) AS n, count(s.lexeme) AS known
+            rows = conn.execute(
+                """SELECT q.lexeme, s.lexeme IS NOT NULL AS known
                    FROM (SELECT unnest(tsvector_to_array(to_tsvector('english', %s)))
                          EXCEPT SELECT unnest(tsvector_to_array(to_tsvector('english', %s)))) AS q(lexeme)
-                   LEFT JOIN lexeme_stats s ON s.lexeme = q.lexeme""",
+                   LEFT JOIN lexeme_stats s ON s.lexeme = q.lexeme
+                   ORDER BY q.lexeme""",
                 (query, EVERYDAY_WORDS),
-            ).fetchone()
-        return row["known"] / row["n"] if row["n"] else 1.0
+            ).fetchall()
+        return len(rows), [row["lexeme"] for row in rows if not row["known"]]

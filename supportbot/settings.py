@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         default=0.2, ge=0, le=1,
         description="Below this (IDF-weighted share of the question's terms the chosen span holds) the bot hands off.",
     )
+    synonym_similarity: float = Field(
+        default=0.55, ge=0, le=1,
+        description="A question word the knowledge base never uses still counts as covered when the embedder puts it "
+        "this close to a word of the retrieved passages (\"orange\" for \"amber\"); 0 turns that off.",
+    )
     answer_mode: str = Field(
         default="compose", pattern="^(compose|generate)$",
         description="compose: quote the span that answers (right for the packaged 135M model); generate: the model "

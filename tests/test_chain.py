@@ -56,6 +56,14 @@ def test_question_outside_the_knowledge_base_hands_off(chain):
     assert answer.citations == [] and answer.passages == []
 
 
+def test_a_word_the_manual_does_not_use_is_matched_to_one_it_does(db, embedder, ingestor, chain):
+    # the manual says "amber" and "pulsing"; the customer says "orange" and "blinking"
+    answer = chain.answer("What does a blinking orange light mean?")
+    assert answer.handoff is None and "Pulsing amber means" in answer.text
+    strict = SupportChain(Searcher(db, embedder), chain.chat_model, synonym_similarity=0)
+    assert strict.answer("What does a blinking orange light mean?").handoff is not None
+
+
 def test_asking_for_a_person_hands_off(chain):
     answer = chain.answer("I want to talk to a real person please")
     assert answer.handoff is not None and answer.handoff.reason == "customer_asked"
