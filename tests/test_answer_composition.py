@@ -75,6 +75,18 @@ def test_span_of_a_long_passage_keeps_the_opening_line_and_the_best_lines():
     assert len(span.text.split()) <= SPAN_WORDS and span.match > 0.5
 
 
+def test_span_of_a_long_section_keeps_the_way_in_given_by_its_second_line():
+    # read on the S10 camera settings: the first line introduces, the second says where the options are
+    camera = hit("Use the icons on the main camera screen and the settings menu to configure your camera's settings.\n"
+                 "From Camera, tap Settings for the following options:\n"
+                 + "\n".join(f"Option {i}: change how pictures of kind {i} are saved and shared." for i in range(20))
+                 + "\nShutter sound: Play a tone when taking a picture.", ["Camera", "Camera settings"])
+    span = select_span("How can I set up a shutter sound on my camera?", [camera], idf_of(camera.text))
+    assert span is not None and not span.whole
+    lines = span.text.split("\n")
+    assert lines[:2] == camera.text.split("\n")[:2] and lines[-1].startswith("Shutter sound")
+
+
 def test_span_comes_from_a_lower_ranked_passage_that_holds_the_answer():
     question = "What does a solid amber light mean?"
     span = select_span(question, [STEPS, LIGHTS], idf_of(STEPS.text, LIGHTS.text))
