@@ -26,7 +26,8 @@ at the configured ``hnsw_ef_search`` (default 100) and at 40 (``--ef``): p50/p95
 
 * hybrid: ``ingestion.search.Searcher.search`` (built by ``Searcher.from_settings`` when it exists)
   with the precomputed vector (``vector=``);
-* ann: ``SELECT id FROM chunks ORDER BY embedding <=> q LIMIT k`` (HNSW), and its recall@k against
+* ann: ``SELECT id FROM chunks ORDER BY embedding <=> q LIMIT k`` (HNSW; sequential scans off, as
+  Searcher.search runs), and its recall@k against
   exact search (the same statement with index and bitmap scans off: a sequential scan);
 * text: the full-text half of the hybrid statement alone: the statement Searcher runs (recorded
   once) with its final SELECT replaced by ``SELECT id FROM text_hits`` (no ef_search dependence),
@@ -116,6 +117,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text-noise", type=float, default=0.25,
                    help="Share of the words of each copied row replaced by words of the whole corpus, so that the "
                         "copies are like the same section in other manuals, not identical texts (0 = identical).")
+    p.add_argument("--rows", choices=("copies", "mix"), default="copies",
+                   help="copies: perturbed copies of the real chunks (~n/469 near-duplicates of each, --text-noise); "
+                        "mix: each row joins lines of 3 different real chunks, its vector the mean of theirs "
+                        "(mostly distinct texts, closer to a corpus of many manuals).")
+    p.add_argument("--bm25-max", default="",
+                   help="Comma-separated bm25_max_postings_per_word values whose full-text side is also measured "
+                        "(recall, latency, certified share) on the queries of the impact phase.")
     p.add_argument("--no-cache", action="store_true", help="Re-embed the corpus and queries instead of the cache.")
     p.add_argument("--no-hybrid", action="store_true",
                    help="Vector search only: skip Searcher.search and the full-text measurements.")
@@ -132,6 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
     except ValueError:
         p.error("--sizes: comma-separated integers, e.g. 10000,100000")
+    args.bm25_max = tuple(int(x) for x in args.bm25_max.split(",") if x.strip())
     if not args.sizes or min(args.sizes) < args.k:
         p.error("--sizes must be at least --k")
     if not 0 < args.filter_fraction <= 1:
@@ -279,8 +288,52 @@ def noisy_texts(texts: list[str], base_of: np.ndarray, noise: float, rng: np.ran
     return out
 
 
+def mixed_rows(corpus: dict[str, Any], n: int, rng: np.random.Generator,
+               parts: int = 3) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """*n* rows, ``--rows mix``: every real chunk once, then rows made of *parts* different real chunks,
+    a random run of about 1/parts of the lines of each (at least one line), joined in order; the row's
+    vector is the word-weighted mean of those chunks' embeddings plus a little noise (s ~ U(0.05, 0.2)),
+    normalised. Texts are then mostly distinct, as in a corpus of many different manuals, rather than
+    ~n/469 near-copies of each chunk. Returns (row → base chunk whose heading path it takes: the first
+    part; vectors; texts, None for the real chunks)."""
+    base = corpus["vectors"]
+    b = len(base)
+    lines = [[ln for ln in t.split("\n") if ln.strip()] or [t] for t in corpus["texts"]]
+    m = max(0, n - b)
+    base_of = np.concatenate([np.arange(min(b, n)), np.zeros(m, dtype=np.int64)])
+    vectors = np.empty((n, base.shape[1]), dtype=np.float32)
+    vectors[: min(b, n)] = base[: min(b, n)]
+    texts: list[str | None] = [None] * min(b, n)
+    picks = rng.integers(0, b, size=(m, parts))
+    while True:  # redraw the rows that took a chunk twice
+        srt = np.sort(picks, axis=1)
+        dup = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
+        if not len(dup):
+            break
+        picks[dup] = rng.integers(0, b, size=(len(dup), parts))
+    noise = rng.standard_normal((m, base.shape[1])).astype(np.float32)
+    noise /= np.maximum(np.linalg.norm(noise, axis=1, keepdims=True), 1e-9)
+    scale = rng.uniform(0.05, 0.2, size=m)
+    for r in range(m):
+        row_lines, weights = [], []
+        for j in picks[r].tolist():
+            ls = lines[j]
+            size = max(1, round(len(ls) / parts))
+            start = int(rng.integers(0, len(ls) - size + 1))
+            chosen = ls[start:start + size]
+            row_lines.extend(chosen)
+            weights.append(sum(len(x.split()) for x in chosen) or 1)
+        w = np.asarray(weights, dtype=np.float32) / sum(weights)
+        v = w @ base[picks[r]] + scale[r] * noise[r]
+        vectors[b + r] = v / np.linalg.norm(v)
+        base_of[b + r] = picks[r][0]
+        texts.append("\n".join(row_lines))
+    order = rng.permutation(n)
+    return base_of[order], vectors[order], [texts[i] for i in order.tolist()]
+
+
 def load(conn, index_defs: dict[str, str], corpus: dict[str, Any], n: int, fraction: float, mwm: str,
-         rng: np.random.Generator, text_noise: float = 0.0) -> dict[str, float]:
+         rng: np.random.Generator, text_noise: float = 0.0, rows: str = "copies") -> dict[str, float]:
     """Fill an empty store with *n* chunks; rebuild the indexes. Returns timings."""
     from pgvector import Vector
 
@@ -313,8 +366,11 @@ def load(conn, index_defs: dict[str, str], corpus: dict[str, Any], n: int, fract
              for i, (text, heading, page) in enumerate(zip(corpus["texts"], corpus["headings"], corpus["pages"],
                                                            strict=True))],
         )
-    base_of, vectors = synthetic_vectors(corpus["vectors"], n, rng, iid=corpus.get("iid", False))
-    row_texts = noisy_texts(corpus["texts"], base_of, text_noise, rng)
+    if rows == "mix":
+        base_of, vectors, row_texts = mixed_rows(corpus, n, rng)
+    else:
+        base_of, vectors = synthetic_vectors(corpus["vectors"], n, rng, iid=corpus.get("iid", False))
+        row_texts = noisy_texts(corpus["texts"], base_of, text_noise, rng)
     times["generate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -432,7 +488,7 @@ def text_only(sql: str) -> str | None:
 
 
 def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, efs: list[int],
-            budget_s: float, hybrid: bool = True) -> dict[str, Any]:
+            budget_s: float, hybrid: bool = True, bm25_max: tuple[int, ...] = ()) -> dict[str, Any]:
     ids = lambda rows: [r[0] for r in rows]  # noqa: E731
     queries = list(zip(texts, vectors, strict=True))
     first = {"v": vectors[0], "k": k, "c": FILTER_COLLECTION}
@@ -443,7 +499,7 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
     for vector in vectors:
         conn.execute(ANN_SQL, {"v": vector, "k": k}).fetchall()
     conn.execute("RESET hnsw.ef_search")
-    hybrid_sql, template = "", {}
+    hybrid_sql, template, warm = "", {}, None
     if hybrid:
         warm = searcher_for(efs[0])
         for text, vector in queries[:10]:
@@ -469,8 +525,43 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
     out["exact"] = summary(exact_lat)
     out["exact_filtered"] = summary(exact_f_lat, [len(e) for e in exact_f])
 
-    text_sql = text_only(hybrid_sql) if hybrid else None
-    if text_sql:
+    impact = hybrid and getattr(warm, "bm25", "exact") == "impact" and hasattr(warm, "text_ranking")
+    text_sql = text_only(hybrid_sql) if hybrid and not impact else None
+    if impact:
+        from ingestion.search import EXACT_TEXT_SQL
+
+        template["text_ids"] = []  # the hybrid statement takes the impact side's ranking as a parameter
+        progress("  full text alone (impact BM25, Searcher.text_ranking: every pass)")
+        params_of = lambda q: hybrid_statement(warm, conn, q[0], q[1], k)[1]  # noqa: E731
+        text_lat, rankings = timed(lambda q: warm.text_ranking(conn, params_of(q), k), queries, budget_s)
+        found = [r.ids[:k] for r in rankings]
+        progress("  full text alone, exact BM25 (every matching chunk scored) for recall")
+        exact_lat, exact_found = timed(
+            lambda q: [r[0] for r in conn.execute(EXACT_TEXT_SQL + f" LIMIT {int(k)}", params_of(q)).fetchall()],
+            queries[:len(found)], budget_s)
+        n = len(exact_found)
+        out["text"] = summary(text_lat, recall=recall_at(found[:n], exact_found, k))
+        out["text"].update({
+            "certified_share": round(float(np.mean([r.certified for r in rankings])), 4),
+            "passes_mean": round(float(np.mean([r.passes for r in rankings])), 2),
+            "passes_max": int(max(r.passes for r in rankings)),
+            "per_term_p50": int(percentile([r.per_term for r in rankings], 50)),
+            "first_pass_per_term": warm.per_term, "max_per_term": warm.max_per_term,
+        })
+        out["text_exact"] = summary(exact_lat)
+        out["text_variants"] = {}
+        for depth in bm25_max:  # the same queries with another deepest pass
+            import copy
+
+            other = copy.copy(warm)
+            other.max_per_term = max(other.per_term, depth)
+            progress(f"  full text alone, impact BM25 up to {other.max_per_term} postings per word")
+            lat, ranks = timed(lambda q, s=other: s.text_ranking(conn, params_of(q), k), queries[:n])
+            out["text_variants"][other.max_per_term] = {
+                **summary(lat, recall=recall_at([r.ids[:k] for r in ranks], exact_found, k)),
+                "certified_share": round(float(np.mean([r.certified for r in ranks])), 4),
+                "passes_mean": round(float(np.mean([r.passes for r in ranks])), 2)}
+    elif text_sql:
         from ingestion.search import HYBRID_SQL
 
         progress("  full text alone")
@@ -499,8 +590,10 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
             else ([], [])
         conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(max(ef, k)),))
         conn.execute("SET hnsw.iterative_scan = off")
+        conn.execute("SET enable_seqscan = off")  # through the HNSW index, as Searcher.search runs it
         plans = {"ann": plan_of(conn, ANN_SQL, first)}
         ann_lat, ann = timed(lambda v: ids(conn.execute(ANN_SQL, {"v": v, "k": k}).fetchall()), vectors)
+        conn.execute("RESET enable_seqscan")
         out["ef"][ef] = {
             "hybrid": summary(hyb_lat, [len(h) for h in hyb]) if hybrid else None,
             "ann": summary(ann_lat, [len(a) for a in ann], recall_at(ann, exact, k)),
@@ -526,8 +619,10 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
             continue
         # The hybrid statement as Searcher runs it (iterative scan on), unfiltered and filtered.
         conn.execute("SET hnsw.iterative_scan = relaxed_order")
+        conn.execute("SET enable_seqscan = off")
         plans["hybrid"] = plan_of(conn, hybrid_sql, template)
         plans["hybrid_filtered"] = plan_of(conn, hybrid_sql, {**template, "collection": FILTER_COLLECTION})
+        conn.execute("RESET enable_seqscan")
         conn.execute("RESET hnsw.iterative_scan")
         hf_lat, hf = timed(lambda q, s=searcher: s.search(q[0], k=k, collection=FILTER_COLLECTION, vector=q[1]),
                            queries, budget_s)
@@ -575,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
                              for e in args.ef.split(",") if e.strip()))
     results["settings"] = {k: getattr(settings, k) for k in (
         "search_candidates", "hnsw_ef_search", "search_vector_weight", "search_text_weight", "bm25",
-        "bm25_postings_per_word") if hasattr(settings, k)}
+        "bm25_postings_per_word", "bm25_max_postings_per_word") if hasattr(settings, k)}
     use_real = not args.random and args.corpus.exists()
     embedder = get_embedder(settings)
     if use_real:
@@ -592,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     order = rng.permutation(len(texts))  # a budget-cut prefix still mixes questions and titles
     texts, qvec = [texts[i] for i in order], qvec[order]
     results["data"] = {"corpus": str(args.corpus) if use_real else "random", "base_chunks": len(corpus["texts"]),
-                       "text_noise": args.text_noise,
+                       "rows": args.rows, "text_noise": args.text_noise if args.rows == "copies" else None,
                        "queries": qsource}
     progress(f"{len(corpus['texts'])} base chunks ({results['data']['corpus']}), {len(texts)} queries {qsource}")
 
@@ -613,12 +708,13 @@ def main(argv: list[str] | None = None) -> int:
                 results["index_definitions"] = index_defs
                 progress(f"{n:,} chunks: loading")
                 load_times = load(conn, index_defs, corpus, n, args.filter_fraction, args.maintenance_work_mem, rng,
-                                  args.text_noise)
+                                  args.text_noise, args.rows)
                 progress(f"{n:,} chunks: loaded ({', '.join(f'{k} {v:.1f}' for k, v in load_times.items())})")
                 filtered_rows = conn.execute("SELECT count(*) FROM chunks WHERE collection = %s",
                                              (FILTER_COLLECTION,)).fetchone()[0]
                 figures = measure(conn, lambda ef, db=db: make_searcher(db, embedder, settings, ef),
-                                  texts, qvec, args.k, efs, args.phase_budget, hybrid=not args.no_hybrid)
+                                  texts, qvec, args.k, efs, args.phase_budget, hybrid=not args.no_hybrid,
+                                  bm25_max=args.bm25_max)
                 results["sizes"][n] = {
                     "load": {k: round(v, 2) for k, v in load_times.items()},
                     "filtered_rows": filtered_rows,
@@ -660,15 +756,23 @@ def report(results: dict[str, Any], efs: list[int]) -> None:
             rows.append([n, ef, hyb.get("queries"), hyb.get("p50_ms"), hyb.get("p95_ms"),
                          e["ann"]["queries"], e["ann"]["p50_ms"], e["ann"]["p95_ms"], e["ann"]["recall"],
                          text.get("queries"), text.get("p50_ms"), text.get("p95_ms"), text.get("recall"),
-                         exact_text.get("p50_ms"), r["exact"]["p50_ms"], 100 * share["mean"] if share else None])
+                         text.get("certified_share"), exact_text.get("p50_ms"), r["exact"]["p50_ms"],
+                         100 * share["mean"] if share else None])
     print(table(
         ["chunks", "ef", "hyb n", "hybrid p50", "hybrid p95", "ann n", "ann p50", "ann p95",
-         f"recall@{results['k']}", "text n", "text p50", "text p95", "text recall", "exact BM25 p50", "exact p50",
-         "match %"],
+         f"recall@{results['k']}", "text n", "text p50", "text p95", "text recall", "certified", "exact BM25 p50",
+         "exact p50", "match %"],
         rows, title="Latency in ms (hybrid = Searcher.search with a precomputed vector; text = its full-text half; "
-                    "text recall = its top-k against exact BM25's; exact p50 = vector search by sequential scan; "
+                    "text recall = its top-k against exact BM25's; certified = share of queries whose impact top-k is "
+                    "proven equal to exact BM25's; exact p50 = vector search by sequential scan; "
                     "n = queries timed; match % = mean share of chunks holding any query word)",
     ))
+    variants = [[n, depth, v["queries"], v["p50_ms"], v["p95_ms"], v["recall"], v["certified_share"], v["passes_mean"]]
+                for n, r in sizes.items() for depth, v in (r.get("text_variants") or {}).items()]
+    if variants:
+        print()
+        print(table(["chunks", "max postings/word", "n", "text p50", "text p95", "text recall", "certified",
+                     "passes"], variants, title="Impact BM25 with other deepest passes (same queries)"))
     print()
     rows = []
     names = {"ann_iterative_off": "ann, planner's choice, iterative off",

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from psycopg import Connection
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from ingestion.chunk import HEADING_SEPARATOR
 from ingestion.embed import Embedder
@@ -89,36 +89,68 @@ text_hits AS (
 # Both sides round the score (9 decimals) before breaking ties by id: equal scores summed in another
 # order must stay equal.
 #
-# Impact-ordered BM25 (the default): the best %(per_term)s postings of each informative word, read
-# from chunk_terms in impact order (an index-only range scan each), give every chunk they name a
-# partial score (IDF × stored impact, over the lists it is in); the best %(rescore)s of those are
-# then scored exactly over all the question's words (primary-key lookups). Cost: words × per_term
-# index entries plus rescore × words lookups, whatever the table size. {filter} narrows the
-# postings to the collection (its own index) and product.
+# Impact-ordered BM25 (the default), its own statement before the hybrid one: the best %(per_term)s
+# postings of each informative word, read from chunk_terms in impact order (an index-only range scan
+# each); theta, per word, the last impact read when its list was cut (0 when read whole): no unread
+# posting of that word weighs more. A chunk's score is then at most
+#     floor + excess,  floor = sum of idf·theta over the words read + idf·(best impact) of the words not
+#     read (in more than half the chunks), excess = sum of idf·(impact − theta) over the lists it was read in
+# (0 for a chunk read in none). The %(rescore)s chunks of highest excess are scored exactly over all the
+# question's words (primary-key lookups); the statement also returns floor and the next excess, so that
+# the caller knows whether any chunk left out could beat its k-th score, and reads deeper if so.
+# {filter} narrows the postings to the collection (its own index) and product.
 _IMPACT_TEXT_SQL = """
-postings AS (
-    SELECT p.chunk_id
-    FROM unnest(%(match_lexemes)s::text[], %(match_idfs)s::float8[]) AS m(lexeme, idf)
-    CROSS JOIN LATERAL (
+WITH m AS (
+    SELECT * FROM unnest(%(match_lexemes)s::text[], %(match_idfs)s::float8[]) AS m(lexeme, idf)
+),
+lists AS MATERIALIZED (
+    SELECT m.lexeme, m.idf, p.chunk_id, p.impact
+    FROM m CROSS JOIN LATERAL (
         SELECT ct.chunk_id, ct.impact FROM chunk_terms ct
         WHERE ct.lexeme = m.lexeme {filter}
         ORDER BY ct.impact DESC, ct.chunk_id
         LIMIT %(per_term)s
     ) p
-    GROUP BY p.chunk_id
-    ORDER BY round(sum(m.idf * p.impact)::numeric, 6) DESC, p.chunk_id
-    LIMIT %(rescore)s
 ),
+depth AS (
+    SELECT lexeme, min(idf) AS idf, CASE WHEN count(*) >= %(per_term)s THEN min(impact) ELSE 0 END AS theta
+    FROM lists GROUP BY lexeme
+),
+bound AS (
+    SELECT coalesce((SELECT sum(idf * theta) FROM depth), 0) AS read_floor,
+           coalesce((SELECT sum(t.idf * (SELECT ct.impact FROM chunk_terms ct WHERE ct.lexeme = t.lexeme {filter}
+                                           ORDER BY ct.impact DESC LIMIT 1))
+                     FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf)
+                     WHERE t.lexeme <> ALL(%(match_lexemes)s::text[])), 0) AS rest_floor
+),
+best AS (
+    SELECT l.chunk_id, sum(l.idf * (l.impact - d.theta)) AS excess
+    FROM lists l JOIN depth d USING (lexeme)
+    GROUP BY l.chunk_id
+    ORDER BY round(sum(l.idf * (l.impact - d.theta))::numeric, 6) DESC, l.chunk_id
+    LIMIT %(rescore)s + 1
+),
+ranked AS (
+    SELECT chunk_id, excess, row_number() OVER (ORDER BY round(excess::numeric, 6) DESC, chunk_id) AS n FROM best
+)
+SELECT k.chunk_id AS id, e.score, b.read_floor, b.rest_floor,
+       (SELECT excess FROM ranked WHERE n = %(rescore)s + 1) AS next_excess
+FROM ranked k CROSS JOIN bound b
+CROSS JOIN LATERAL (  -- per candidate: its postings of the question's words, by primary key
+    SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
+    FROM chunk_terms ct
+    JOIN unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf) ON t.lexeme = ct.lexeme
+    WHERE ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
+) e
+WHERE k.n <= %(rescore)s
+ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id
+LIMIT %(candidates)s
+"""
+
+# The impact side's ranking, computed first, handed to the hybrid statement.
+_GIVEN_TEXT_SQL = """
 text_hits AS (
-    SELECT k.chunk_id AS id, row_number() OVER (ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id) AS rank
-    FROM postings k
-    CROSS JOIN LATERAL (  -- per candidate: its postings of the question's words, by primary key
-        SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
-        FROM chunk_terms ct JOIN terms t ON t.lexeme = ct.lexeme
-        WHERE ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
-    ) e
-    ORDER BY rank
-    LIMIT %(candidates)s
+    SELECT t.id, t.rank FROM unnest(%(text_ids)s::bigint[]) WITH ORDINALITY AS t(id, rank)
 ),
 """
 
@@ -144,13 +176,35 @@ ORDER BY f.score DESC, c.id
 HYBRID_SQL = _VECTOR_SQL + _EXACT_TEXT_SQL + _FUSED_SQL  # exact BM25, as before
 
 
+# Exact BM25 alone (the full-text half of HYBRID_SQL): for evaluation against the impact side.
+EXACT_TEXT_SQL = (_VECTOR_SQL[: _VECTOR_SQL.index("nearest AS")].rstrip().rstrip(",") + ","
+                  + _EXACT_TEXT_SQL.rstrip().rstrip(",") + "\nSELECT id FROM text_hits ORDER BY rank")
+
+
 def hybrid_sql(bm25: str, collection: str | None, product: str | None) -> str:
-    """The hybrid statement for *bm25* ("impact" or "exact") and the filters in use."""
+    """The hybrid statement for *bm25* ("impact": the text ranking comes in as %(text_ids)s, see
+    :func:`impact_text_sql`; "exact": computed inside) and the filters in use."""
     if bm25 == "exact":
         return HYBRID_SQL
+    return _VECTOR_SQL + _GIVEN_TEXT_SQL + _FUSED_SQL
+
+
+def impact_text_sql(collection: str | None, product: str | None) -> str:
+    """One pass of impact BM25 (see _IMPACT_TEXT_SQL) with the filters in use."""
     where = (" AND ct.collection = %(collection)s" if collection is not None else "") + (
         " AND ct.product = %(product)s" if product is not None else "")
-    return _VECTOR_SQL + _IMPACT_TEXT_SQL.format(filter=where) + _FUSED_SQL
+    return _IMPACT_TEXT_SQL.format(filter=where)
+
+
+@dataclass(frozen=True)
+class TextRanking:
+    """The impact side's ranking and how it was reached."""
+
+    ids: list[int]
+    per_term: int  # postings read per word in the last pass
+    rescored: int  # candidates scored exactly in the last pass
+    passes: int
+    certified: bool  # no chunk left out can score above the k-th returned (the top k equal exact BM25's)
 
 
 @dataclass(frozen=True)
@@ -195,11 +249,14 @@ class Searcher:
         text_weight: float = 1.5,
         bm25: str = "impact",
         per_term: int = 5000,
+        max_per_term: int | None = None,
     ) -> None:
         if bm25 not in ("impact", "exact"):
             raise ValueError(f"bm25 must be 'impact' or 'exact', not {bm25!r}")
         self.bm25 = bm25
         self.per_term = per_term
+        # Deepest pass: postings per word (None: as deep as per_term, no second pass).
+        self.max_per_term = max(per_term, max_per_term or per_term)
         self.db = db
         self.embedder = embedder
         self.candidates = candidates
@@ -211,7 +268,7 @@ class Searcher:
     def from_settings(cls, db: Database, embedder: Embedder, settings: Settings | None = None) -> Searcher:
         s = settings or get_settings()
         return cls(db, embedder, s.search_candidates, s.hnsw_ef_search, s.search_vector_weight, s.search_text_weight,
-                   s.bm25, s.bm25_postings_per_word)
+                   s.bm25, s.bm25_postings_per_word, s.bm25_max_postings_per_word)
 
     def search(
         self,
@@ -227,12 +284,16 @@ class Searcher:
             vector = self.embedder.embed([query])[0]
         with self.db.connection() as conn, conn.transaction():
             params = self.statement_params(conn, query, vector, k, collection, product)
-            # Filters are applied during the index scan, which goes on until it has enough rows.
+            # Filters are applied during the index scan, which goes on until it has enough rows. No
+            # sequential scans: with migration 0009's denser graph and ef_search 400 the planner
+            # prices the HNSW index above a scan of a 10k-chunk table (40 ms instead of 1 ms).
             conn.execute(
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-                " set_config('hnsw.ef_search', %s, true)",
+                " set_config('enable_seqscan', 'off', true), set_config('hnsw.ef_search', %s, true)",
                 (str(max(self.ef_search, k)),),
             )
+            if self.bm25 == "impact":
+                params["text_ids"] = self.text_ranking(conn, params, k, collection, product).ids
             rows = conn.execute(hybrid_sql(self.bm25, collection, product), params).fetchall()
         return [Hit(**{**row, "score": float(row["score"]),
                        "similarity": None if row["similarity"] is None else float(row["similarity"])})
@@ -267,6 +328,35 @@ class Searcher:
             "text_weight": self.text_weight,
             "k": k,
         }
+
+    def text_ranking(self, conn: Connection, params: dict[str, Any], k: int, collection: str | None = None,
+                     product: str | None = None) -> TextRanking:
+        """Impact BM25's ranking (ids, best first, at most params["candidates"]).
+
+        Each pass reads per_term postings per word and scores the best `rescore` candidates exactly;
+        when a chunk left out could still score above the k-th returned (the bound floor + excess of
+        _IMPACT_TEXT_SQL), the next pass reads four times deeper and scores twice as many, up to
+        max_per_term. The top k are then those of exact BM25 (equal scores may swap ids), as long as the
+        stored impacts were computed at the current average chunk length (see migration 0008).
+        """
+        sql = impact_text_sql(collection, product)
+        per_term, rescore, passes = self.per_term, params["rescore"], 0
+        while True:
+            passes += 1
+            rows = conn.cursor(row_factory=tuple_row).execute(
+                sql, {**params, "per_term": per_term, "rescore": rescore}).fetchall()
+            ids = [r[0] for r in rows]
+            if not rows:
+                certified = True  # no posting of any informative word (or none in the filter)
+            else:
+                _, _, read_floor, rest_floor, next_excess = rows[0]
+                everything = read_floor == 0 and next_excess is None  # every matching chunk scored
+                kth = rows[min(k, len(rows)) - 1][1]
+                ceiling = read_floor + rest_floor + (next_excess or 0)
+                certified = everything or (len(rows) >= k and kth >= ceiling - 1e-9 * max(1.0, ceiling))
+            if certified or per_term >= self.max_per_term:
+                return TextRanking(ids, per_term, rescore, passes, certified)
+            per_term, rescore = min(4 * per_term, self.max_per_term), 2 * rescore
 
     def section_texts(self, hits: list[Hit]) -> dict[tuple[int, tuple[str, ...]], list[str]]:
         """The texts of all chunks of each hit's section (same document and heading path), in order.

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingestion.search import Searcher
+from ingestion.search import EXACT_TEXT_SQL, Searcher
 
 SAMPLE_KB = Path(__file__).resolve().parents[1] / "bot" / "sample_kb"
 
@@ -169,3 +169,34 @@ def test_impact_bm25_ranks_as_exact_bm25_and_reads_a_bounded_number_of_postings(
     assert 0 < len(_text_ranking(narrow, QUESTIONS[0])) <= words
     with pytest.raises(ValueError, match="bm25"):
         Searcher(db, embedder, bm25="fast")
+
+
+def test_impact_bm25_reads_deeper_until_no_unscored_chunk_can_outrank_the_kth(sample_kb, db, embedder):
+    """One posting per word, then 4, 16, …: each pass returns a bound on every chunk it did not score;
+    the ranking stops when the k-th score reaches it, and then equals exact BM25's."""
+    exact = Searcher(db, embedder, bm25="exact")
+    one_pass = Searcher(db, embedder, bm25="impact", per_term=1)
+    deepening = Searcher(db, embedder, bm25="impact", per_term=1, max_per_term=1_000_000)
+    deeper = 0
+    with db.connection() as conn:
+        for question in QUESTIONS:
+            for filters in ({}, {"collection": "sample", "product": "aurora-x2"}):
+                params = deepening.statement_params(conn, question, np.zeros(384), 20, filters.get("collection"),
+                                                    filters.get("product"))
+                params["rescore"] = 1  # one candidate scored exactly in the first pass: the bound must do the work
+                ranking = deepening.text_ranking(conn, params, 20, **filters)
+                assert ranking.certified, question
+                exact_ids = [r["id"] for r in conn.execute(EXACT_TEXT_SQL + " LIMIT 20", params).fetchall()]
+                assert ranking.ids[:20] == exact_ids, question
+                deeper += ranking.passes > 1
+                first = one_pass.text_ranking(conn, params, 20, **filters)
+                assert first.passes == 1 and first.per_term == 1
+                if len(exact_ids) > len(first.ids):
+                    assert not first.certified, question  # lists were cut: nothing proves the top k
+        assert deeper > 0
+        # A question whose words the filter does not hold: nothing to rank, nothing left out.
+        params = deepening.statement_params(conn, QUESTIONS[0], np.zeros(384), 5, "other", None)
+        assert deepening.text_ranking(conn, params, 5, collection="other").ids == []
+    # search() goes through the same ranking.
+    for question in QUESTIONS:
+        assert _text_ranking(deepening, question) == _text_ranking(exact, question), question
