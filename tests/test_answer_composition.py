@@ -87,6 +87,17 @@ def test_span_of_a_long_section_keeps_the_way_in_given_by_its_second_line():
     assert lines[:2] == camera.text.split("\n")[:2] and lines[-1].startswith("Shutter sound")
 
 
+def test_span_opening_runs_on_to_the_way_in_when_the_first_two_lines_give_none():
+    # read on the S10 app settings: two lines of introduction, then where to go
+    apps = hit("Manage your downloaded and preloaded apps.\nOptions vary by app.\nFrom Settings, tap Apps.\n"
+               + "\n".join(f"Option {i}: view what app feature {i} uses." for i in range(20))
+               + "\nSet as default: Set the app as a default for a certain category of apps.", ["Apps", "App settings"])
+    span = select_span("How to set the app as a default app?", [apps], idf_of(apps.text))
+    assert span is not None and not span.whole
+    lines = span.text.split("\n")
+    assert lines[:3] == apps.text.split("\n")[:3] and lines[-1].startswith("Set as default")
+
+
 def test_span_comes_from_a_lower_ranked_passage_that_holds_the_answer():
     question = "What does a solid amber light mean?"
     span = select_span(question, [STEPS, LIGHTS], idf_of(STEPS.text, LIGHTS.text))

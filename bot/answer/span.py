@@ -44,8 +44,23 @@ SIMILARITY_WEIGHT = 2.0
 # A long section's first two lines are kept: the first often only introduces ("Use the icons … to
 # configure your camera's settings"), the second gives the way in ("From Camera, tap Settings for the
 # following options"). Against one line: S10 41 → 42, Nextcloud 13 → 15, KeePassXC 23 and the sample
-# KB 12 unchanged (gold held by the span), no answer lost.
+# KB 12 unchanged (gold held by the span), no answer lost. When neither gives a way in, the opening
+# runs on to the third or fourth line that does ("Manage your apps." "Options vary by app." "From
+# Settings, tap Apps."): read on the S10, a customer was otherwise told of an option but not where it is.
 OPENING_LINES = 2
+_WAY_IN = re.compile(r"\b(?:from|tap|click|go to|open|select|navigate|choose|press)\b|>|→|»", re.IGNORECASE)
+_WAY_IN_WORDS = 40  # a way in is one short line, not a paragraph that happens to say "select"
+
+
+def _opening(lines: list[str]) -> int:
+    """How many of a long section's first lines the span keeps whatever the question."""
+    opening = min(OPENING_LINES, len(lines))
+    if any(_WAY_IN.search(line) for line in lines[:opening]):
+        return opening
+    for i in range(opening, min(opening + 2, len(lines))):
+        if _WAY_IN.search(lines[i]) and len(lines[i].split()) <= _WAY_IN_WORDS:
+            return i + 1
+    return opening
 
 
 @lru_cache(maxsize=1)
@@ -90,7 +105,7 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.split("\n") if line.strip()]
 
 
-def _window(lines: list[str], scores: list[float], budget: int, opening: int = OPENING_LINES) -> list[int]:
+def _window(lines: list[str], scores: list[float], budget: int, opening: int) -> list[int]:
     """Indexes of the *opening* lines plus the best run of lines (by summed score) after them that fits
     *budget* (at least one line of the run, whatever its length)."""
     words = [len(line.split()) for line in lines]
@@ -161,7 +176,7 @@ def select_span(
     if sum(len(line.split()) for line in lines) <= short_words:
         chosen, whole_passage = list(range(len(lines))), True
     else:
-        chosen, whole_passage = _window(lines, line_scores, span_words), False
+        chosen, whole_passage = _window(lines, line_scores, span_words, _opening(lines)), False
     text = "\n".join(lines[i] for i in chosen)
     match = _share(weights, terms(text) | terms(" ".join(passages[number - 1].heading_path[-2:])))
     return Span(number, text, match, heading, whole_passage)
