@@ -75,27 +75,26 @@ def test_span_of_a_long_passage_keeps_the_opening_line_and_the_best_lines():
     assert len(span.text.split()) <= SPAN_WORDS and span.match > 0.5
 
 
-def test_span_of_a_long_section_keeps_the_way_in_given_by_its_second_line():
-    # read on the S10 camera settings: the first line introduces, the second says where the options are
-    camera = hit("Use the icons on the main camera screen and the settings menu to configure your camera's settings.\n"
-                 "From Camera, tap Settings for the following options:\n"
-                 + "\n".join(f"Option {i}: change how pictures of kind {i} are saved and shared." for i in range(20))
-                 + "\nShutter sound: Play a tone when taking a picture.", ["Camera", "Camera settings"])
-    span = select_span("How can I set up a shutter sound on my camera?", [camera], idf_of(camera.text))
-    assert span is not None and not span.whole
-    lines = span.text.split("\n")
-    assert lines[:2] == camera.text.split("\n")[:2] and lines[-1].startswith("Shutter sound")
+# Read on the S10: camera settings introduce in their first line and say where the options are in the
+# second; app settings take two lines of introduction before "From Settings, tap Apps".
+WAY_IN = [
+    ("Use the icons on the main camera screen and the settings menu to configure your camera's settings.\n"
+     "From Camera, tap Settings for the following options:", "How can I set up a shutter sound on my camera?",
+     "Shutter sound: Play a tone when taking a picture."),
+    ("Manage your downloaded and preloaded apps.\nOptions vary by app.\nFrom Settings, tap Apps.",
+     "How to set the app as a default app?",
+     "Set as default: Set the app as a default for a certain category of apps."),
+]
 
 
-def test_span_opening_runs_on_to_the_way_in_when_the_first_two_lines_give_none():
-    # read on the S10 app settings: two lines of introduction, then where to go
-    apps = hit("Manage your downloaded and preloaded apps.\nOptions vary by app.\nFrom Settings, tap Apps.\n"
-               + "\n".join(f"Option {i}: view what app feature {i} uses." for i in range(20))
-               + "\nSet as default: Set the app as a default for a certain category of apps.", ["Apps", "App settings"])
-    span = select_span("How to set the app as a default app?", [apps], idf_of(apps.text))
+@pytest.mark.parametrize(("opening", "question", "answer"), WAY_IN)
+def test_span_of_a_long_section_keeps_its_opening_up_to_the_way_in(opening, question, answer):
+    options = "\n".join(f"Option {i}: change what feature {i} of the device saves and shares." for i in range(20))
+    section = hit(f"{opening}\n{options}\n{answer}", ["Settings"])
+    span = select_span(question, [section], idf_of(section.text))
     assert span is not None and not span.whole
     lines = span.text.split("\n")
-    assert lines[:3] == apps.text.split("\n")[:3] and lines[-1].startswith("Set as default")
+    assert lines[: opening.count("\n") + 1] == opening.split("\n") and lines[-1] == answer
 
 
 def test_span_comes_from_a_lower_ranked_passage_that_holds_the_answer():
