@@ -89,7 +89,7 @@ text_hits AS (
 # Both sides round the score (9 decimals) before breaking ties by id: equal scores summed in another
 # order must stay equal.
 #
-# Impact-ordered BM25 (the default), its own statement before the hybrid one: the best %(per_term)s
+# Impact-ordered BM25 (the default), its own statement before the hybrid one: the best %(depths)s[i]
 # postings of each informative word, read from chunk_terms in impact order (an index-only range scan
 # each); theta, per word, the last impact read when its list was cut (0 when read whole): no unread
 # posting of that word weighs more. A chunk's score is then at most
@@ -101,19 +101,20 @@ text_hits AS (
 # {filter} narrows the postings to the collection (its own index) and product.
 _IMPACT_TEXT_SQL = """
 WITH m AS (
-    SELECT * FROM unnest(%(match_lexemes)s::text[], %(match_idfs)s::float8[]) AS m(lexeme, idf)
+    SELECT * FROM unnest(%(match_lexemes)s::text[], %(match_idfs)s::float8[], %(depths)s::int[])
+                  AS m(lexeme, idf, depth)
 ),
 lists AS MATERIALIZED (
-    SELECT m.lexeme, m.idf, p.chunk_id, p.impact
+    SELECT m.lexeme, m.idf, m.depth, p.chunk_id, p.impact
     FROM m CROSS JOIN LATERAL (
         SELECT ct.chunk_id, ct.impact FROM chunk_terms ct
         WHERE ct.lexeme = m.lexeme {filter}
         ORDER BY ct.impact DESC, ct.chunk_id
-        LIMIT %(per_term)s
+        LIMIT m.depth
     ) p
 ),
 depth AS (
-    SELECT lexeme, min(idf) AS idf, CASE WHEN count(*) >= %(per_term)s THEN min(impact) ELSE 0 END AS theta
+    SELECT lexeme, min(idf) AS idf, CASE WHEN count(*) >= min(depth) THEN min(impact) ELSE 0 END AS theta
     FROM lists GROUP BY lexeme
 ),
 bound AS (
@@ -134,7 +135,9 @@ ranked AS (
     SELECT chunk_id, excess, row_number() OVER (ORDER BY round(excess::numeric, 6) DESC, chunk_id) AS n FROM best
 )
 SELECT k.chunk_id AS id, e.score, b.read_floor, b.rest_floor,
-       (SELECT excess FROM ranked WHERE n = %(rescore)s + 1) AS next_excess
+       (SELECT excess FROM ranked WHERE n = %(rescore)s + 1) AS next_excess,
+       ARRAY(SELECT coalesce(d.theta, 0)::float8 FROM unnest(%(match_lexemes)s::text[]) WITH ORDINALITY AS u(lexeme, i)
+             LEFT JOIN depth d USING (lexeme) ORDER BY u.i) AS thetas
 FROM ranked k CROSS JOIN bound b
 CROSS JOIN LATERAL (  -- per candidate: its postings of the question's words, by primary key
     SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
@@ -201,7 +204,7 @@ class TextRanking:
     """The impact side's ranking and how it was reached."""
 
     ids: list[int]
-    per_term: int  # postings read per word in the last pass
+    per_term: int  # postings read per word in the last pass (the deepest word)
     rescored: int  # candidates scored exactly in the last pass
     passes: int
     certified: bool  # no chunk left out can score above the k-th returned (the top k equal exact BM25's)
@@ -315,6 +318,7 @@ class Searcher:
             "match_lexemes": [t["lexeme"] for t in informative],
             "match_idfs": [float(t["idf"]) for t in informative],
             "per_term": self.per_term,
+            "depths": [self.per_term] * len(informative),
             "rescore": max(RESCORE_FACTOR * max(self.candidates, k), 100),
             "avgdl": max(corpus["total_length"] / max(corpus["nchunks"], 1), 1.0),
             "vector": vector,
@@ -333,30 +337,44 @@ class Searcher:
                      product: str | None = None) -> TextRanking:
         """Impact BM25's ranking (ids, best first, at most params["candidates"]).
 
-        Each pass reads per_term postings per word and scores the best `rescore` candidates exactly;
-        when a chunk left out could still score above the k-th returned (the bound floor + excess of
-        _IMPACT_TEXT_SQL), the next pass reads four times deeper and scores twice as many, up to
-        max_per_term. The top k are then those of exact BM25 (equal scores may swap ids), as long as the
-        stored impacts were computed at the current average chunk length (see migration 0008).
+        Each pass reads up to depth postings per word and scores the best `rescore` candidates
+        exactly. When a chunk left out could still score above the k-th returned (the bound floor +
+        excess of _IMPACT_TEXT_SQL), the next pass scores twice as many and reads four times deeper
+        in the cut lists that weigh most in the bound (IDF × last impact read, largest first, until
+        they cover the gap: common words with long lists are read deeper only when they must), up to
+        max_per_term. The top k are then those of exact BM25 (equal scores may swap ids), as long as
+        the stored impacts were computed at the current average chunk length (see migration 0008).
         """
         sql = impact_text_sql(collection, product)
-        per_term, rescore, passes = self.per_term, params["rescore"], 0
+        idfs = params["match_idfs"]
+        depths, rescore, passes = [self.per_term] * len(idfs), params["rescore"], 0
         while True:
             passes += 1
             rows = conn.cursor(row_factory=tuple_row).execute(
-                sql, {**params, "per_term": per_term, "rescore": rescore}).fetchall()
+                sql, {**params, "depths": depths, "rescore": rescore}).fetchall()
             ids = [r[0] for r in rows]
+            gap = 0.0
             if not rows:
                 certified = True  # no posting of any informative word (or none in the filter)
             else:
-                _, _, read_floor, rest_floor, next_excess = rows[0]
+                _, _, read_floor, rest_floor, next_excess, thetas = rows[0]
                 everything = read_floor == 0 and next_excess is None  # every matching chunk scored
-                kth = rows[min(k, len(rows)) - 1][1]
                 ceiling = read_floor + rest_floor + (next_excess or 0)
-                certified = everything or (len(rows) >= k and kth >= ceiling - 1e-9 * max(1.0, ceiling))
-            if certified or per_term >= self.max_per_term:
-                return TextRanking(ids, per_term, rescore, passes, certified)
-            per_term, rescore = min(4 * per_term, self.max_per_term), 2 * rescore
+                gap = ceiling - rows[k - 1][1] if len(rows) >= k else float("inf")
+                certified = everything or gap <= 1e-9 * max(1.0, ceiling)
+            deeper = [] if certified else sorted(
+                (i for i, theta in enumerate(thetas) if theta > 0 and depths[i] < self.max_per_term),
+                key=lambda i: -idfs[i] * thetas[i])
+            # Nothing left to read deeper: only scoring more candidates can still help (up to 16 × the first).
+            if not deeper and (certified or next_excess is None or rescore >= max(16 * params["rescore"], 4 * k)):
+                return TextRanking(ids, max(depths, default=self.per_term), rescore, passes, certified)
+            covered = 0.0
+            for i in deeper:
+                depths[i] = min(4 * depths[i], self.max_per_term)
+                covered += idfs[i] * thetas[i]
+                if covered >= gap:
+                    break
+            rescore *= 2
 
     def section_texts(self, hits: list[Hit]) -> dict[tuple[int, tuple[str, ...]], list[str]]:
         """The texts of all chunks of each hit's section (same document and heading path), in order.
