@@ -50,6 +50,7 @@ class DatasetConfig:
     seed: int = Settings.model_fields["finetune_seed"].default
     keep_handles: tuple[str, ...] = ()  # besides the brands named in the conversations
     template_cap: int = 3  # near-identical agent replies kept as targets (finetune.targets.TemplateCap)
+    pleasantry_share: float = 0.05  # of the targets that may hold each class of pleasantry (TemplateCap.shape)
     brands: tuple[str, ...] = ()  # only conversations with these brands/accounts/queues (any case); empty: all
 
     @classmethod
@@ -151,12 +152,18 @@ def _first_question(turns: list[Turn]) -> list[Turn]:
 
 
 def _capped(turns: list[Turn], cap: TemplateCap, report: DatasetReport) -> list[Turn]:
-    """*turns* up to the first agent reply whose template is already at the cap."""
-    for i, turn in enumerate(turns):
-        if turn.role == "agent" and not cap.admit(turn.text):
-            report.targets["template"] += 1
-            return tidy_turns(turns[:i])
-    return turns
+    """*turns* up to the first agent reply whose template is already at the cap; agent replies without the
+    pleasantries over their share (:meth:`TemplateCap.shape`)."""
+    out: list[Turn] = []
+    for turn in turns:
+        if turn.role == "agent":
+            text = cap.shape(turn.text, report.targets)
+            if not cap.admit(text):
+                report.targets["template"] += 1
+                return tidy_turns(out)
+            turn = Turn("agent", text)
+        out.append(turn)
+    return out
 
 
 def build_dataset(
@@ -173,7 +180,7 @@ def build_dataset(
     redactor = Redactor(keep_handles=config.keep_handles)
     clean = CleanStats()
     seen: set[str] = set()
-    cap = TemplateCap(config.template_cap)
+    cap = TemplateCap(config.template_cap, pleasantry_share=config.pleasantry_share)
     unused: list[tuple[Conversation, list[Turn]]] = []
     wanted = {b.lstrip("@").lower() for b in config.brands}
     kept: list[Example] = []

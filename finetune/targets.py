@@ -14,10 +14,17 @@ clean-up and PII redaction) is rewritten sentence by sentence, and every change 
 - ``nothing_left``: a reply left with fewer than three words, or only pleasantries, is not a target: the
   conversation ends before that turn (or is dropped when no agent turn is left).
 
-:class:`TemplateCap` then keeps at most ``cap`` near-identical replies (word-trigram Jaccard ≥ 0.6 with
-the first of their kind), so that no brand's template dominates what the model learns (``template``); replies
-made only of greetings, apologies and closers ("Hi there. Hope this helps.") count as one template: one epoch
-on them made "Hi there. Hope this helps." 7 of 64 generated replies.
+:class:`TemplateCap` then keeps at most ``cap`` near-identical replies (word-trigram Jaccard ≥ 0.6 with the first of
+their kind), so that no brand's template dominates what the model learns (``template``); replies made only of
+greetings, apologies and closers ("Hi there. Hope this helps.", "Hi there, we're sorry for the trouble. Let us know
+if you have any questions.") count as one template: one epoch on them made "Hi there. Hope this helps." 7 of 64
+generated replies. Pleasantries inside replies with content are capped too (``pleasantry``):
+each class — apology, thanks, closer, offer to help (:func:`pleasantry`) — is kept in at most 5 % of the targets and
+once per reply, else cut (a greeting before it stays). No single apology was frequent in the Twitter targets (the
+most common, "sorry for the trouble", 5 of 363), but 174 of the 363 replies held one of these sentences (thanks 80,
+closers 74, apologies 46, offers 19), and greedy decoding strings them together: "Hi there, we're sorry for the
+trouble. We're here to help. Let us know if you have any questions." was 7 of 64 generated replies, and 34 of 64
+said nothing else.
 The generated-reply checks of :mod:`finetune.evaluate` use the same patterns (:func:`reply_flags`).
 """
 
@@ -56,21 +63,55 @@ _PLEASANTRY = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[a-z0-9']+")
-# Sentences that carry no content of their own: greetings, thanks, apologies, "Hope this helps", "Keep us posted".
-_GENERIC = re.compile(
-    r"^(?:(?:hi|hello|hey|thanks?|thank you|cheers|sorry|welcome|great|sure|ok(?:ay)?)\b[^.!?]{0,30}|[^\w]*|"
-    r"(?:we(?:'re|’re| are) )?(?:so )?sorry (?:to hear|for|about)[^.!?]{0,40}|hope (?:this|that) (?:helps|clarifies)"
-    r"[^.!?]{0,20}|(?:please )?(?:let us know|keep (?:us|u) posted|reach (?:back )?out)[^.!?]{0,40}|"
-    r"(?:we(?:'re|’re| are|’d|'d| would) )?(?:here|happy|glad|love) to help[^.!?]{0,20}|here to (?:help|assist)"
-    r"[^.!?]{0,20})[.!?]*$",
-    re.IGNORECASE,
-)
+_AP = "(?:'|’)"
+# A greeting that may open a sentence before a pleasantry: "Hi there, we're sorry for the trouble."
+_GREETING_PREFIX = re.compile(r"^(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening|day))"
+                              r"(?:\s+there)?(?:\s*[,!.:;–—-]+\s*|\s+(?=\S)|\s*$)", re.IGNORECASE)
+# Sentences that carry no content of their own (after a greeting): thanks, apologies, offers to help, "Hope this
+# helps", "Let us know if you have any questions". One alternative per class (see _PLEASANTRY_CLASSES).
+_PLEASANTRY_CLASSES: list[tuple[str, str]] = [
+    ("apology", rf"(?:(?:we|i)(?:{_AP}re|{_AP}m| are| am) )?(?:so |very |really |truly )?sorry\b[^.!?]{{0,40}}|"
+                r"(?:(?:my|our|sincere) )?apologies\b[^.!?]{0,40}|"
+                r"(?:we|i) (?:do |sincerely )?apologi[sz]e\b[^.!?]{0,40}|"
+                rf"(?:that|this)(?:{_AP}s| is) not (?:the experience|what) (?:we|you)[^.!?]{{0,40}}|"
+                r"oh no\b[^.!?]{0,20}"),
+    ("thanks", r"(?:thanks?|thank you|cheers)\b[^.!?]{0,40}"),
+    ("closer", r"(?:i |we )?hope (?:this|that|it|these) (?:helps|clarifies|works)[^.!?]{0,20}|"
+               r"(?:please )?(?:do )?(?:let us know(?= if| how| whether| when|[\s.!?,]*$)|keep (?:us|u) posted|"
+               r"reach (?:back )?out|feel free|(?:just )?give us a shout)[^.!?]{0,50}|"
+               r"if you (?:still )?(?:have|need) (?:any )?(?:more |other |further )?(?:questions|help|assistance|"
+               r"anything)[^.!?]{0,40}"),
+    ("offer", rf"(?:we(?:{_AP}re|{_AP}d|{_AP}ll| are| would| will) )?(?:always |more than |so )?(?:here|happy|glad|"
+              r"love|like) to (?:help|assist)(?: you)?(?: further| out)?(?: with (?:this|that|it))?(?: today)?"
+              rf"(?: in any way (?:we|i) can)?|(?:we(?:{_AP}ve| have) )?got you covered[^.!?]{{0,20}}|"
+              rf"(?:we(?:{_AP}re| are) )?here for you|let{_AP}s see (?:if|what|how) we can (?:help|do)[^.!?]{{0,20}}"),
+    ("other", r"(?:welcome|great|sure|ok(?:ay)?|no problem|no worries|yikes)\b[^.!?]{0,30}|[^\w]*"),
+]
+_PLEASANTRY_SENTENCE = [(name, re.compile(rf"^(?:{pattern})[.!?,]*$", re.IGNORECASE))
+                        for name, pattern in _PLEASANTRY_CLASSES]
 GENERIC_TEMPLATE = "(greetings, apologies and closers only)"
 
 
+def pleasantry(sentence: str) -> str | None:
+    """The class of a sentence that carries no content ("greeting", "apology", "thanks", "closer", "offer",
+    "other"), or None when it says something. A greeting before it is ignored: "Hi there, we're sorry for the
+    trouble." is an apology."""
+    rest = _GREETING_PREFIX.sub("", sentence.strip(), count=1).strip()
+    if not rest or not _WORD.search(rest.lower()):
+        return "greeting" if rest != sentence.strip() else "other"
+    return next((name for name, pattern in _PLEASANTRY_SENTENCE if pattern.match(rest)), None)
+
+
 def is_generic(reply: str) -> bool:
-    """True when every sentence of *reply* is a greeting, apology or closer ("Hi there. Hope this helps.")."""
-    return all(_GENERIC.match(s) for s in sentences(reply))
+    """True when every sentence of *reply* is a greeting, apology, thanks or closer ("Hi there, we're sorry for
+    the trouble. Let us know if you have any questions.")."""
+    return all(pleasantry(s) for s in sentences(reply))
+
+
+def _strip_pleasantry(sentence: str) -> str:
+    """What is left of a pleasantry sentence when it goes: its greeting ("Hi there, sorry!" → "Hi there.")."""
+    greeting = _GREETING_PREFIX.match(sentence.strip())
+    return greeting.group().strip(" ,;:–—-") + "." if greeting and greeting.group().strip(" ,;:–—-") else ""
 
 # Rule → the pattern that drops a sentence, in the order they are checked (the first that matches is counted).
 _DROP_RULES: list[tuple[str, re.Pattern[str]]] = [
@@ -148,12 +189,19 @@ def _shingles(text: str) -> frozenset[tuple[str, ...]]:
 @dataclass
 class TemplateCap:
     """Keeps at most *cap* near-identical replies: a reply whose word trigrams overlap a template's
-    first reply by Jaccard ≥ *threshold* is that template."""
+    first reply by Jaccard ≥ *threshold* is that template. Replies of greetings and pleasantries only are one
+    template. And each class of pleasantry (apology, thanks, closer, offer to help) opens or closes at most
+    *pleasantry_share* of the targets (at least *cap*): past that the sentence is cut from the reply (its greeting
+    stays), so that "Hi there, we're sorry for the trouble." does not open every reply the model writes. A class
+    is also kept once per reply ("Thanks for reaching out. … Thanks!")."""
 
     cap: int = 3
     threshold: float = 0.6
     group_generic: bool = True  # replies of greetings, apologies and closers only are one template
+    pleasantry_share: float = 0.05
     templates: list[tuple[frozenset[tuple[str, ...]], int]] = field(default_factory=list)
+    pleasantries: Counter[str] = field(default_factory=Counter)  # class → admitted targets holding one
+    admitted: int = 0
 
     def _key(self, reply: str) -> str:
         # "Hi there. Hope this helps." and "Hi there. Keep us posted." are one template
@@ -166,16 +214,39 @@ class TemplateCap:
                 return index
         return None
 
+    def shape(self, reply: str, rules: Counter[str] | None = None) -> str:
+        """*reply* without the pleasantries whose class is over its share (counted as ``pleasantry`` in
+        *rules*); a reply of pleasantries only is left whole (it is the generic template)."""
+        parts = sentences(reply)
+        if not self.group_generic or all(pleasantry(p) for p in parts):
+            return reply
+        allowed = max(self.cap, int(self.pleasantry_share * (self.admitted + 1)))
+        kept: list[str] = []
+        seen: set[str] = set()
+        for part in parts:
+            kind = pleasantry(part)
+            if kind in (None, "greeting", "other") or (kind not in seen and self.pleasantries[kind] < allowed):
+                seen.add(kind or "")
+                kept.append(part)
+                continue
+            if rules is not None:
+                rules["pleasantry"] += 1
+            if not kept and (greeting := _strip_pleasantry(part)):
+                kept.append(greeting)
+        return " ".join(kept)
+
     def admit(self, reply: str) -> bool:
         """True when *reply* may be a target (and counts it); False when its template is at the cap."""
         index = self.template_of(reply)
         if index is None:
             self.templates.append((_shingles(self._key(reply)), 1))
-            return True
-        first, count = self.templates[index]
-        if count >= self.cap:
-            return False
-        self.templates[index] = (first, count + 1)
+        else:
+            first, count = self.templates[index]
+            if count >= self.cap:
+                return False
+            self.templates[index] = (first, count + 1)
+        self.admitted += 1
+        self.pleasantries.update({kind for p in sentences(reply) if (kind := pleasantry(p))} - {"greeting", "other"})
         return True
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from finetune.clean import CleanStats, clean_turn
 from finetune.redact import Redactor
-from finetune.targets import TemplateCap, leaks, rewrite_reply, template_share
+from finetune.targets import TemplateCap, is_generic, leaks, pleasantry, rewrite_reply, template_share
 from finetune.tickets import Turn
 
 
@@ -111,3 +111,48 @@ def test_near_identical_templates_are_capped() -> None:
     assert [cap.admit(reply) for reply in generic] == [True, True, False]  # contentless replies: one template
     share, first = template_share([template.format("a"), template.format("b"), "Hope this helps!", "Let us know!"])
     assert share == 0.5 and first == template.format("a")
+
+
+@pytest.mark.parametrize(
+    ("sentence", "kind"),
+    [
+        ("Hi there, we're sorry for the trouble.", "apology"),  # a greeting before it does not hide it
+        ("Apologies for the delay!", "apology"),
+        ("We’re so sorry to hear that.", "apology"),
+        ("Hi there, thanks for reaching out!", "thanks"),
+        ("Let us know if you have any questions.", "closer"),
+        ("Hope this helps!", "closer"),
+        ("We're here to help.", "offer"),
+        ("Hello there.", "greeting"),
+        ("Please let us know the exact error message you're seeing.", None),  # a question with content
+        ("Sorry to hear that – make sure that your app on your Apple TV is updated.", None),
+        ("We're unable to assist with flights.", None),
+    ],
+)
+def test_pleasantries_are_told_from_content(sentence: str, kind: str | None) -> None:
+    assert pleasantry(sentence) == kind
+
+
+def test_a_reply_of_pleasantries_is_generic_even_after_a_greeting() -> None:
+    # The reply one adapter wrote for 7 of 64 held-out tickets; the old rule missed "Hi there, we're sorry…"
+    assert is_generic("Hi there, we're sorry for the trouble. We're here to help. Let us know if you have any "
+                      "questions.")
+    assert not is_generic("Hi there, we're sorry for the trouble. Please make sure your account is verified.")
+
+
+def test_each_pleasantry_opens_at_most_its_share_of_the_targets() -> None:
+    cap, rules = TemplateCap(cap=2, pleasantry_share=0.25), Counter()
+    reply = "Hi there, we're sorry for the trouble. Please restart the {} app. Let us know if that helps. Thanks!"
+    targets = []
+    for app in ("mail", "photos", "music", "maps", "notes", "files", "clock", "books"):
+        target = cap.shape(reply.format(app), rules)
+        assert cap.admit(target)
+        targets.append(target)
+    assert targets[:2] == [reply.format("mail"), reply.format("photos")]  # within the share (at least cap=2)
+    assert targets[2] == "Hi there. Please restart the music app."  # the greeting stays, the pleasantries go
+    assert sum("sorry" in t for t in targets) == 2 and rules["pleasantry"] == 6 * 3
+    # a class once per reply; content is never cut; a reply of pleasantries only is the generic template
+    assert cap.shape("Thanks for the tweet. Restart it. Thanks!") == "Restart it."
+    assert TemplateCap().shape("Thanks for the tweet. Restart it. Thanks!") == "Thanks for the tweet. Restart it."
+    assert cap.shape("Hi there, sorry! Hope this helps.") == "Hi there, sorry! Hope this helps."
+
