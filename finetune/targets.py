@@ -18,9 +18,7 @@ clean-up and PII redaction) is rewritten sentence by sentence, and every change 
 their kind), so that no brand's template dominates what the model learns (``template``); replies made only of
 greetings, apologies and closers ("Hi there. Hope this helps.", "Hi there, we're sorry for the trouble. Let us know
 if you have any questions.") count as one template: one epoch on them made "Hi there. Hope this helps." 7 of 64
-generated replies. So do replies that open like ``cap`` targets before them (the first five words of their first
-content sentence: "Please create a support ticket so …"): that sentence is cut when content follows (``opener``),
-else the reply is that opener's template. Pleasantries inside replies with content are capped too (``pleasantry``):
+generated replies. Pleasantries inside replies with content are capped too (``pleasantry``):
 each class — apology, thanks, closer, offer to help (:func:`pleasantry`) — is kept in at most 5 % of the targets and
 once per reply, else cut (a greeting before it stays). No single apology was frequent in the Twitter targets (the
 most common, "sorry for the trouble", 5 of 363), but 174 of the 363 replies held one of these sentences (thanks 80,
@@ -202,22 +200,8 @@ class TemplateCap:
     group_generic: bool = True  # replies of greetings, apologies and closers only are one template
     pleasantry_share: float = 0.05
     templates: list[tuple[frozenset[tuple[str, ...]], int]] = field(default_factory=list)
-    openers: list[tuple[frozenset[tuple[str, ...]], int]] = field(default_factory=list)  # first content sentences
     pleasantries: Counter[str] = field(default_factory=Counter)  # class → admitted targets holding one
     admitted: int = 0
-
-    @staticmethod
-    def _opener(parts: list[str]) -> int | None:
-        """The index of the first sentence with content."""
-        return next((i for i, part in enumerate(parts) if pleasantry(part) is None), None)
-
-    def _opener_of(self, sentence: str) -> int | None:
-        """The opener template of *sentence*: its first five words (normalised) are another opener's."""
-        own = frozenset({tuple(_WORD.findall(sentence.lower().replace("’", "'"))[:5])})
-        return next((index for index, (first, _) in enumerate(self.openers) if first == own), None)
-
-    def _opener_key(self, sentence: str) -> frozenset[tuple[str, ...]]:
-        return frozenset({tuple(_WORD.findall(sentence.lower().replace("’", "'"))[:5])})
 
     def _key(self, reply: str) -> str:
         # "Hi there. Hope this helps." and "Hi there. Keep us posted." are one template
@@ -249,25 +233,10 @@ class TemplateCap:
                 rules["pleasantry"] += 1
             if not kept and (greeting := _strip_pleasantry(part)):
                 kept.append(greeting)
-        # A reply that opens like *cap* targets before it (the same first five words: "Please create a support
-        # ticket so …") loses that sentence when more content follows (``opener``); else admit() refuses it.
-        first = self._opener(kept)
-        if first is not None and any(pleasantry(p) is None for p in kept[first + 1:]):
-            index = self._opener_of(kept[first])
-            if index is not None and self.openers[index][1] >= self.cap:
-                if rules is not None:
-                    rules["opener"] += 1
-                del kept[first]
         return " ".join(kept)
 
     def admit(self, reply: str) -> bool:
-        """True when *reply* may be a target (and counts it); False when its template, or the template of its
-        opening sentence, is at the cap."""
-        parts = sentences(reply)
-        if self.group_generic and (first := self._opener(parts)) is not None:
-            opener = self._opener_of(parts[first])
-            if opener is not None and self.openers[opener][1] >= self.cap:
-                return False
+        """True when *reply* may be a target (and counts it); False when its template is at the cap."""
         index = self.template_of(reply)
         if index is None:
             self.templates.append((_shingles(self._key(reply)), 1))
@@ -277,13 +246,6 @@ class TemplateCap:
                 return False
             self.templates[index] = (first, count + 1)
         self.admitted += 1
-        parts = sentences(reply)
-        if (first := self._opener(parts)) is not None:
-            index = self._opener_of(parts[first])
-            if index is None:
-                self.openers.append((self._opener_key(parts[first]), 1))
-            else:
-                self.openers[index] = (self.openers[index][0], self.openers[index][1] + 1)
         self.pleasantries.update({kind for p in sentences(reply) if (kind := pleasantry(p))} - {"greeting", "other"})
         return True
 
