@@ -14,6 +14,7 @@ changes side and two false handoffs go.
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
@@ -35,18 +36,21 @@ class SynonymMatcher:
         self.threshold = threshold
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # word → unit vector, least recent first
         self._cache_size = cache_size
+        # answers are composed on several threads at once; the cache is shared by them
+        self._lock = threading.Lock()
 
     def _embed(self, words: Sequence[str]) -> np.ndarray:
-        missing = [w for w in words if w not in self._vectors]
-        if missing:
-            for word, vector in zip(missing, self.embedder.embed(missing), strict=True):
-                self._vectors[word] = vector
-        for word in words:
-            self._vectors.move_to_end(word)
-        vectors = np.stack([self._vectors[w] for w in words])
-        while len(self._vectors) > self._cache_size:
-            self._vectors.popitem(last=False)
-        return vectors
+        with self._lock:
+            missing = [w for w in words if w not in self._vectors]
+            if missing:
+                for word, vector in zip(missing, self.embedder.embed(missing), strict=True):
+                    self._vectors[word] = vector
+            for word in words:
+                self._vectors.move_to_end(word)
+            vectors = np.stack([self._vectors[w] for w in words])
+            while len(self._vectors) > self._cache_size:
+                self._vectors.popitem(last=False)
+            return vectors
 
     def matched(self, question: str, unknown_lexemes: Iterable[str], passages: Iterable[str]) -> int:
         """How many of *unknown_lexemes* (the question's lexemes the knowledge base lacks) have a word
