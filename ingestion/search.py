@@ -317,7 +317,6 @@ class Searcher:
             "match": " | ".join(_quote(t["lexeme"]) for t in informative) or None,
             "match_lexemes": [t["lexeme"] for t in informative],
             "match_idfs": [float(t["idf"]) for t in informative],
-            "per_term": self.per_term,
             "depths": [self.per_term] * len(informative),
             "rescore": max(RESCORE_FACTOR * max(self.candidates, k), 100),
             "avgdl": max(corpus["total_length"] / max(corpus["nchunks"], 1), 1.0),
@@ -404,19 +403,14 @@ class Searcher:
             rows = conn.execute(_TERMS_SQL, (query,)).fetchall()
         return {row["lexeme"]: float(row["idf"]) for row in rows}
 
-    def vocabulary_coverage(self, query: str) -> float:
-        """Share of the query's content words that occur anywhere in the knowledge base (1.0 for none).
-
-        A question full of words the documents never use ("descale", "espresso") is about
-        something else, however close its embedding lands. Everyday words ("long", "last",
-        "problem") say nothing about the topic and are left out.
-        """
-        counted, unknown = self.unknown_lexemes(query)
-        return (counted - len(unknown)) / counted if counted else 1.0
-
     def unknown_lexemes(self, query: str) -> tuple[int, list[str]]:
-        """How many of the query's content lexemes count for coverage (everyday words left out), and
-        those of them that occur nowhere in the knowledge base."""
+        """How many of the query's content lexemes count for the handoff gate's vocabulary coverage, and
+        those of them that occur nowhere in the knowledge base.
+
+        A question full of words the documents never use ("descale", "espresso") is about something
+        else, however close its embedding lands. Everyday words ("long", "last", "problem") say nothing
+        about the topic and are left out.
+        """
         with self.db.connection() as conn:
             rows = conn.execute(
                 """SELECT q.lexeme, s.lexeme IS NOT NULL AS known
