@@ -16,8 +16,8 @@ Before ``train --promote``, a training job or ``supportbot adapters promote`` ma
 :func:`answer_gate` answers the knowledge base's own questions with the live model and with the candidate: a
 candidate that holds the gold answer less often (by more than 0.02), or that writes a link, e-mail, phone,
 price, order number, handle, placeholder or name the passages do not hold (cut by the serving guard, or left in
-an answer), fails, whatever its perplexity. By hand the gate runs once the inference server has loaded the
-candidate (it answers through the server) and before the registry changes; a failure unloads it again.
+an answer), fails, whatever its perplexity. The gate runs once the inference server has loaded the candidate (it
+answers through the server) and before the registry changes; a failure unloads it again.
 ``adapters promote --skip-answer-gate`` promotes without it, with a warning.
 """
 
@@ -405,20 +405,27 @@ def promote_by_hand(registry: AdapterRegistry, settings: Settings, version: str,
 def promote_after_training(registry: AdapterRegistry, settings: Settings, report: Any, force: bool,
                            questions: Path | None = None) -> None:
     """``train --promote``: promote the registered adapter if it passed the perplexity gate and then the answer
-    gate (:func:`answer_gate`, on *questions*), or with *force*, through the server.
+    gate (:func:`answer_gate`, on *questions*), or with *force*, through the server. As by hand, the answer gate
+    runs once an inference server has loaded the candidate (it answers through the server), and a failure
+    unloads it again.
 
     *report* is the run's ``TrainReport``; its ``promoted`` flag, gate result and report.json are updated.
     """
     if not report.version or not (report.gate_passed or force):
         return
-    if not force:
-        passed, reason, scores = answer_gate(registry, settings, registry.get(report.version), questions=questions)
+
+    def gate(candidate: Adapter) -> None:
+        passed, reason, scores = answer_gate(registry, settings, candidate, questions=questions)
         report.scores["answers"] = scores
         report.gate_passed, report.gate_reason = passed, f"{report.gate_reason}; {reason}"
         _save_report(report)
         if not passed:
-            return
-    AdapterDeployer(registry, settings).promote(report.version)
+            raise GateError(reason)
+
+    try:
+        AdapterDeployer(registry, settings).promote(report.version, gate=None if force else gate)
+    except GateError:
+        return  # the report says why; nothing was promoted
     report.promoted = True
     _save_report(report)
 

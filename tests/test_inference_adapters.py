@@ -276,3 +276,30 @@ def test_promoting_by_hand_runs_the_answer_gate_once_the_server_has_the_adapter(
     assert "v1 is live for *; the inference server loaded v1" in skipped.output and len(seen) == 1
     assert registry.live()["*"].version == "v1" and set(vllm.lora_adapters) == {"v1"}
 
+
+def test_train_promote_runs_the_answer_gate_once_the_server_has_the_adapter(
+    registry: AdapterRegistry, vllm: FakeOpenAIServer, environment: Callable[..., None], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[set[str]] = []
+    verdicts = iter([(False, "answers: gold coverage 0.50 < 1.00 of base − 0.02"), (True, "answers: fine")])
+
+    def gate(registry: AdapterRegistry, settings: Settings, candidate: Any, **kwargs: Any) -> tuple:
+        seen.append(set(vllm.lora_adapters))  # vLLM answers 404 for an adapter it has not loaded
+        return (*next(verdicts), {"candidate": {"gold_held": 0.5}})
+
+    monkeypatch.setattr(inference_adapters, "answer_gate", gate)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "report.json").write_text("{}")  # train() wrote it
+    report = TrainReport(str(run_dir), "lora", "hash", {}, {}, gate_passed=True, gate_reason="perplexity", version="v1")
+    promote_after_training(registry, get_settings(), report, force=False)
+    assert seen == [{"v1"}] and vllm.lora_adapters == {} and registry.live() == {}  # unloaded again
+    saved = json.loads((run_dir / "report.json").read_text())
+    assert not report.promoted and saved["gate_passed"] is False and "gold coverage 0.50" in saved["gate_reason"]
+
+    report = TrainReport(str(run_dir), "lora", "hash", {}, {}, gate_passed=True, gate_reason="perplexity", version="v2")
+    promote_after_training(registry, get_settings(), report, force=False)
+    assert seen[1] == {"v2"} and report.promoted and registry.live()["*"].version == "v2"
+    assert report.gate_reason == "perplexity; answers: fine" and report.scores["answers"]["candidate"]
+
