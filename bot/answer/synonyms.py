@@ -41,16 +41,18 @@ class SynonymMatcher:
 
     def _embed(self, words: Sequence[str]) -> np.ndarray:
         with self._lock:
-            missing = [w for w in words if w not in self._vectors]
-            if missing:
-                for word, vector in zip(missing, self.embedder.embed(missing), strict=True):
-                    self._vectors[word] = vector
+            found = {w: self._vectors[w] for w in words if w in self._vectors}
+        missing = [w for w in words if w not in found]
+        # Embedded outside the lock: a cold question (up to ~0.8 s) must not hold up the warm ones of other chats.
+        if missing:
+            found.update(zip(missing, self.embedder.embed(missing), strict=True))
+        with self._lock:
             for word in words:
+                self._vectors[word] = found[word]
                 self._vectors.move_to_end(word)
-            vectors = np.stack([self._vectors[w] for w in words])
             while len(self._vectors) > self._cache_size:
                 self._vectors.popitem(last=False)
-            return vectors
+        return np.stack([found[w] for w in words])
 
     def matched(self, question: str, unknown_lexemes: Iterable[str], passages: Iterable[str]) -> int:
         """How many of *unknown_lexemes* (the question's lexemes the knowledge base lacks) have a word
