@@ -588,6 +588,10 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
         searcher = searcher_for(ef)
         hyb_lat, hyb = timed(lambda q, s=searcher: s.search(q[0], k=k, vector=q[1]), queries, budget_s) if hybrid \
             else ([], [])
+        # The same statements one after the other on one connection: the baseline of the parallel sides.
+        sequential = searcher_for(ef, parallel=False) if hybrid and getattr(searcher, "_vector_side", None) else None
+        seq_lat, seq = timed(lambda q, s=sequential: s.search(q[0], k=k, vector=q[1]), queries, budget_s) \
+            if sequential else ([], [])
         conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(max(ef, k)),))
         conn.execute("SET hnsw.iterative_scan = off")
         conn.execute("SET enable_seqscan = off")  # through the HNSW index, as Searcher.search runs it
@@ -596,6 +600,7 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
         conn.execute("RESET enable_seqscan")
         out["ef"][ef] = {
             "hybrid": summary(hyb_lat, [len(h) for h in hyb]) if hybrid else None,
+            "hybrid_sequential": summary(seq_lat, [len(h) for h in seq]) if sequential else None,
             "ann": summary(ann_lat, [len(a) for a in ann], recall_at(ann, exact, k)),
         }
         filtered: dict[str, Any] = {}
@@ -640,9 +645,11 @@ def relation_sizes(conn) -> dict[str, int]:
     return {name: int(size) for name, size in rows}
 
 
-def make_searcher(db, embedder, settings, ef: int):
+def make_searcher(db, embedder, settings, ef: int, parallel: bool = True):
     from ingestion.search import Searcher
 
+    if "search_parallel" in type(settings).model_fields:
+        settings = settings.model_copy(update={"search_parallel": parallel})
     if hasattr(Searcher, "from_settings"):
         searcher = Searcher.from_settings(db, embedder, settings)
     else:
@@ -712,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"{n:,} chunks: loaded ({', '.join(f'{k} {v:.1f}' for k, v in load_times.items())})")
                 filtered_rows = conn.execute("SELECT count(*) FROM chunks WHERE collection = %s",
                                              (FILTER_COLLECTION,)).fetchone()[0]
-                figures = measure(conn, lambda ef, db=db: make_searcher(db, embedder, settings, ef),
+                figures = measure(conn, lambda ef, parallel=True, db=db: make_searcher(db, embedder, settings, ef,
+                                                                                       parallel),
                                   texts, qvec, args.k, efs, args.phase_budget, hybrid=not args.no_hybrid,
                                   bm25_max=args.bm25_max)
                 results["sizes"][n] = {
@@ -750,19 +758,23 @@ def report(results: dict[str, Any], efs: list[int]) -> None:
     for n, r in sizes.items():
         for ef in efs:
             e = r["ef"][ef]
-            text, hyb = r["text"] or {}, e["hybrid"] or {}
+            text, hyb, seq = r["text"] or {}, e["hybrid"] or {}, e.get("hybrid_sequential") or {}
             share = r.get("any_word_match_share")
             exact_text = r.get("text_exact") or {}
-            rows.append([n, ef, hyb.get("queries"), hyb.get("p50_ms"), hyb.get("p95_ms"),
+            rows.append([n, ef, hyb.get("queries"), hyb.get("p50_ms"), hyb.get("p95_ms"), seq.get("p50_ms"),
+                         seq.get("p95_ms"),
                          e["ann"]["queries"], e["ann"]["p50_ms"], e["ann"]["p95_ms"], e["ann"]["recall"],
                          text.get("queries"), text.get("p50_ms"), text.get("p95_ms"), text.get("recall"),
                          text.get("certified_share"), exact_text.get("p50_ms"), r["exact"]["p50_ms"],
                          100 * share["mean"] if share else None])
     print(table(
-        ["chunks", "ef", "hyb n", "hybrid p50", "hybrid p95", "ann n", "ann p50", "ann p95",
+        ["chunks", "ef", "hyb n", "hybrid p50", "hybrid p95", "one-conn p50", "one-conn p95", "ann n", "ann p50",
+         "ann p95",
          f"recall@{results['k']}", "text n", "text p50", "text p95", "text recall", "certified", "exact BM25 p50",
          "exact p50", "match %"],
-        rows, title="Latency in ms (hybrid = Searcher.search with a precomputed vector; text = its full-text half; "
+        rows, title="Latency in ms (hybrid = Searcher.search with a precomputed vector, its vector side on a second "
+                    "connection; one-conn = the same on one connection, one side after the other, the baseline; "
+                    "text = its full-text half; "
                     "text recall = its top-k against exact BM25's; certified = share of queries whose impact top-k is "
                     "proven equal to exact BM25's; exact p50 = vector search by sequential scan; "
                     "n = queries timed; match % = mean share of chunks holding any query word)",

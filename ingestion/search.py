@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -150,6 +151,24 @@ ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id
 LIMIT %(candidates)s
 """
 
+# The vector side alone, run on a second connection while the full-text side runs on the first.
+VECTOR_SQL = """
+SELECT id, embedding <=> %(vector)s AS distance
+FROM chunks
+WHERE (%(collection)s::text IS NULL OR collection = %(collection)s)
+  AND (%(product)s::text IS NULL OR product = %(product)s)
+ORDER BY embedding <=> %(vector)s
+LIMIT %(candidates)s
+"""
+
+# Both sides' rankings computed beforehand, handed to the fusion.
+_GIVEN_VECTOR_SQL = """
+WITH vector_hits AS (
+    SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance) AS rank  -- relaxed_order: re-sorted
+    FROM unnest(%(vector_ids)s::bigint[], %(vector_distances)s::float8[]) AS v(id, distance)
+),
+"""
+
 # The impact side's ranking, computed first, handed to the hybrid statement.
 _GIVEN_TEXT_SQL = """
 text_hits AS (
@@ -184,12 +203,13 @@ EXACT_TEXT_SQL = (_VECTOR_SQL[: _VECTOR_SQL.index("nearest AS")].rstrip().rstrip
                   + _EXACT_TEXT_SQL.rstrip().rstrip(",") + "\nSELECT id FROM text_hits ORDER BY rank")
 
 
-def hybrid_sql(bm25: str, collection: str | None, product: str | None) -> str:
+def hybrid_sql(bm25: str, collection: str | None, product: str | None, *, given_vector: bool = False) -> str:
     """The hybrid statement for *bm25* ("impact": the text ranking comes in as %(text_ids)s, see
-    :func:`impact_text_sql`; "exact": computed inside) and the filters in use."""
+    :func:`impact_text_sql`; "exact": computed inside) and the filters in use; *given_vector*: the vector
+    side's ranking comes in too (%(vector_ids)s, %(vector_distances)s: :data:`VECTOR_SQL`'s rows)."""
     if bm25 == "exact":
         return HYBRID_SQL
-    return _VECTOR_SQL + _GIVEN_TEXT_SQL + _FUSED_SQL
+    return (_GIVEN_VECTOR_SQL if given_vector else _VECTOR_SQL) + _GIVEN_TEXT_SQL + _FUSED_SQL
 
 
 def impact_text_sql(collection: str | None, product: str | None) -> str:
@@ -253,6 +273,7 @@ class Searcher:
         bm25: str = "impact",
         per_term: int = 5000,
         max_per_term: int | None = None,
+        parallel: bool = True,
     ) -> None:
         if bm25 not in ("impact", "exact"):
             raise ValueError(f"bm25 must be 'impact' or 'exact', not {bm25!r}")
@@ -266,12 +287,16 @@ class Searcher:
         self.ef_search = ef_search
         self.vector_weight = vector_weight
         self.text_weight = text_weight
+        # The vector side runs on a second connection while the full-text side runs (impact BM25 only:
+        # exact BM25 is one statement).
+        self._vector_side = ThreadPoolExecutor(thread_name_prefix="vector-side") if parallel and bm25 == "impact" \
+            else None
 
     @classmethod
     def from_settings(cls, db: Database, embedder: Embedder, settings: Settings | None = None) -> Searcher:
         s = settings or get_settings()
         return cls(db, embedder, s.search_candidates, s.hnsw_ef_search, s.search_vector_weight, s.search_text_weight,
-                   s.bm25, s.bm25_postings_per_word, s.bm25_max_postings_per_word)
+                   s.bm25, s.bm25_postings_per_word, s.bm25_max_postings_per_word, s.search_parallel)
 
     def search(
         self,
@@ -285,22 +310,45 @@ class Searcher:
             return []
         if vector is None:
             vector = self.embedder.embed([query])[0]
+        vector_side: Future[list[tuple[int, float]] | None] | None = None
+        if self._vector_side is not None:
+            vector_side = self._vector_side.submit(self._vector_ranking, vector, k, collection, product)
         with self.db.connection() as conn, conn.transaction():
             params = self.statement_params(conn, query, vector, k, collection, product)
-            # Filters are applied during the index scan, which goes on until it has enough rows. No
-            # sequential scans: with migration 0009's denser graph and ef_search 400 the planner
-            # prices the HNSW index above a scan of a 10k-chunk table (40 ms instead of 1 ms).
-            conn.execute(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-                " set_config('enable_seqscan', 'off', true), set_config('hnsw.ef_search', %s, true)",
-                (str(max(self.ef_search, k)),),
-            )
+            self._configure_vector_scan(conn, k)
             if self.bm25 == "impact":
                 params["text_ids"] = self.text_ranking(conn, params, k, collection, product).ids
-            rows = conn.execute(hybrid_sql(self.bm25, collection, product), params).fetchall()
+            nearest = vector_side.result() if vector_side is not None else None
+            if nearest is not None:
+                params["vector_ids"] = [row[0] for row in nearest]
+                params["vector_distances"] = [row[1] for row in nearest]
+            sql = hybrid_sql(self.bm25, collection, product, given_vector=nearest is not None)
+            rows = conn.execute(sql, params).fetchall()
         return [Hit(**{**row, "score": float(row["score"]),
                        "similarity": None if row["similarity"] is None else float(row["similarity"])})
                 for row in rows]
+
+    def _configure_vector_scan(self, conn: Connection, k: int) -> None:
+        # Filters are applied during the index scan, which goes on until it has enough rows. No
+        # sequential scans: with migration 0009's denser graph and ef_search 400 the planner
+        # prices the HNSW index above a scan of a 10k-chunk table (40 ms instead of 1 ms).
+        conn.execute(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('enable_seqscan', 'off', true), set_config('hnsw.ef_search', %s, true)",
+            (str(max(self.ef_search, k)),),
+        )
+
+    def _vector_ranking(self, vector: np.ndarray, k: int, collection: str | None,
+                        product: str | None) -> list[tuple[int, float]] | None:
+        """The vector side's (id, distance) rows, on a spare connection; None when the pool has none free
+        (the hybrid statement then runs the vector side itself)."""
+        with self.db.spare_connection() as conn:
+            if conn is None:
+                return None
+            self._configure_vector_scan(conn, k)
+            params = {"vector": vector, "collection": collection, "product": product,
+                      "candidates": max(self.candidates, k)}
+            return conn.cursor(row_factory=tuple_row).execute(VECTOR_SQL, params).fetchall()
 
     def statement_params(
         self, conn: Connection, query: str, vector: np.ndarray, k: int, collection: str | None, product: str | None

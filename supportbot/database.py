@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from supportbot import embedded_supervisor
 from supportbot.settings import Settings, get_settings
@@ -105,6 +105,22 @@ class Database:
         """A connection in a transaction, committed when the block ends without error."""
         with self.pool.connection() as conn:
             yield conn
+
+    @contextmanager
+    def spare_connection(self, wait_s: float = 0.05) -> Iterator[psycopg.Connection[dict[str, Any]] | None]:
+        """A second connection for work done alongside the caller's, or None when the pool has none free
+        within *wait_s*: the caller then does that work on its own connection. A caller holding one
+        connection never waits long for another, so concurrent callers cannot starve each other."""
+        try:
+            conn = self.pool.getconn(timeout=wait_s)
+        except PoolTimeout:
+            yield None
+            return
+        try:
+            with conn.transaction():
+                yield conn
+        finally:
+            self.pool.putconn(conn)
 
     def close(self) -> None:
         self.pool.close()

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     bm25_max_postings_per_word: int = Field(
         default=80000, ge=1, description="impact: when a chunk left unscored could still outrank the k-th result, "
         "read again four times deeper, up to this many postings per word (= bm25_postings_per_word: one pass).")
+    search_parallel: bool = Field(
+        default=True, description="Run the vector side on a second pooled connection while the full-text side "
+        "runs (when one is free within 50 ms; otherwise one after the other).")
     hnsw_ef_search: int = Field(
         default=400, ge=1, le=1000, description="HNSW candidate list per search (recall@10 0.95 on the benchmark's "
         "100k chunks with migration 0009's graph; 1000 is pgvector's most).")
@@ -207,6 +210,11 @@ class Settings(BaseSettings):
     finetune_system_prompt: str = Field(
         default="You are a friendly, concise customer-support agent. Help the customer in a warm, clear tone.",
         description="System message of every training example (the support persona).",
+    )
+    finetune_brand_line: str = Field(
+        default="You answer for {brand}.",
+        description="Added to the system message of a conversation whose export names its brand/account/queue "
+        "({brand}), so each company's templates stay with that company; empty = one persona for all.",
     )
     finetune_max_tokens: int = Field(
         default=1024, ge=32, description="Training examples longer than this (chat-template tokens) are dropped."

@@ -200,3 +200,27 @@ def test_impact_bm25_reads_deeper_until_no_unscored_chunk_can_outrank_the_kth(sa
     # search() goes through the same ranking.
     for question in QUESTIONS:
         assert _text_ranking(deepening, question) == _text_ranking(exact, question), question
+
+
+def test_the_vector_side_on_a_second_connection_gives_the_same_hits(sample_kb, db, embedder):
+    """Searcher runs the vector side on a spare pooled connection while the full-text side runs; the
+    hits (ranks, scores, similarities) are those of one connection doing both, and with no spare
+    connection free the search still answers, one side after the other."""
+    from supportbot.database import Database
+
+    parallel, sequential = Searcher(db, embedder), Searcher(db, embedder, parallel=False)
+    one = Database(db.url, max_size=1).open()
+    try:
+        starved = Searcher(one, embedder)
+        for question in QUESTIONS:
+            for filters in ({}, {"collection": "sample", "product": "aurora-x2"}, {"collection": "other"}):
+                expected = sequential.search(question, k=8, **filters)
+                assert parallel.search(question, k=8, **filters) == expected, (question, filters)
+                assert starved.search(question, k=8, **filters) == expected, (question, filters)
+        vector = embedder.embed([QUESTIONS[0]])[0]
+        nearest = parallel._vector_ranking(vector, 8, None, None)  # a spare connection was there
+        assert nearest and len(nearest) <= parallel.candidates
+        with one.connection():  # the pool's only connection is taken: no spare one
+            assert starved._vector_ranking(vector, 8, None, None) is None
+    finally:
+        one.close()
