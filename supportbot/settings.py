@@ -211,11 +211,6 @@ class Settings(BaseSettings):
         default="You are a friendly, concise customer-support agent. Help the customer in a warm, clear tone.",
         description="System message of every training example (the support persona).",
     )
-    finetune_brand_line: str = Field(
-        default="You answer for {brand}.",
-        description="Added to the system message of a conversation whose export names its brand/account/queue "
-        "({brand}), so each company's templates stay with that company; empty = one persona for all.",
-    )
     finetune_max_tokens: int = Field(
         default=1024, ge=32, description="Training examples longer than this (chat-template tokens) are dropped."
     )
