@@ -88,7 +88,8 @@ text_hits AS (
 """
 
 # Both sides round the score (9 decimals) before breaking ties by id: equal scores summed in another
-# order must stay equal.
+# order must stay equal. Impact BM25 rounds the excess of every chunk it read in float8 (round(x * 1e6)):
+# a cast to numeric per chunk was half the statement's time at 100k chunks (15k chunks read, 59 → 27 ms).
 #
 # Impact-ordered BM25 (the default), its own statement before the hybrid one: the best %(depths)s[i]
 # postings of each informative word, read from chunk_terms in impact order (an index-only range scan
@@ -129,11 +130,11 @@ best AS (
     SELECT l.chunk_id, sum(l.idf * (l.impact - d.theta)) AS excess
     FROM lists l JOIN depth d USING (lexeme)
     GROUP BY l.chunk_id
-    ORDER BY round(sum(l.idf * (l.impact - d.theta))::numeric, 6) DESC, l.chunk_id
+    ORDER BY round(sum(l.idf * (l.impact - d.theta)) * 1e6) DESC, l.chunk_id
     LIMIT %(rescore)s + 1
 ),
 ranked AS (
-    SELECT chunk_id, excess, row_number() OVER (ORDER BY round(excess::numeric, 6) DESC, chunk_id) AS n FROM best
+    SELECT chunk_id, excess, row_number() OVER (ORDER BY round(excess * 1e6) DESC, chunk_id) AS n FROM best
 )
 SELECT k.chunk_id AS id, e.score, b.read_floor, b.rest_floor,
        (SELECT excess FROM ranked WHERE n = %(rescore)s + 1) AS next_excess,
