@@ -106,31 +106,30 @@ WITH m AS (
     SELECT * FROM unnest(%(match_lexemes)s::text[], %(match_idfs)s::float8[], %(depths)s::int[])
                   AS m(lexeme, idf, depth)
 ),
-lists AS MATERIALIZED (
-    SELECT m.lexeme, m.idf, m.depth, p.chunk_id, p.impact
+lists AS MATERIALIZED (  -- one row per word: the postings read, as arrays (no per-posting join below)
+    SELECT m.lexeme, m.idf, p.ids, p.impacts, CASE WHEN p.n >= m.depth THEN p.low ELSE 0 END AS theta
     FROM m CROSS JOIN LATERAL (
-        SELECT ct.chunk_id, ct.impact FROM chunk_terms ct
-        WHERE ct.lexeme = m.lexeme {filter}
-        ORDER BY ct.impact DESC, ct.chunk_id
-        LIMIT m.depth
+        SELECT array_agg(r.chunk_id) AS ids, array_agg(r.impact) AS impacts, count(*) AS n, min(r.impact) AS low
+        FROM (
+            SELECT ct.chunk_id, ct.impact FROM chunk_terms ct
+            WHERE ct.lexeme = m.lexeme {filter}
+            ORDER BY ct.impact DESC, ct.chunk_id
+            LIMIT m.depth
+        ) r
     ) p
 ),
-depth AS (
-    SELECT lexeme, min(idf) AS idf, CASE WHEN count(*) >= min(depth) THEN min(impact) ELSE 0 END AS theta
-    FROM lists GROUP BY lexeme
-),
 bound AS (
-    SELECT coalesce((SELECT sum(idf * theta) FROM depth), 0) AS read_floor,
+    SELECT coalesce((SELECT sum(idf * theta) FROM lists), 0) AS read_floor,
            coalesce((SELECT sum(t.idf * (SELECT ct.impact FROM chunk_terms ct WHERE ct.lexeme = t.lexeme {filter}
                                            ORDER BY ct.impact DESC LIMIT 1))
                      FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf)
                      WHERE t.lexeme <> ALL(%(match_lexemes)s::text[])), 0) AS rest_floor
 ),
 best AS (
-    SELECT l.chunk_id, sum(l.idf * (l.impact - d.theta)) AS excess
-    FROM lists l JOIN depth d USING (lexeme)
-    GROUP BY l.chunk_id
-    ORDER BY round(sum(l.idf * (l.impact - d.theta)) * 1e6) DESC, l.chunk_id
+    SELECT u.chunk_id, sum(l.idf * (u.impact - l.theta)) AS excess
+    FROM lists l CROSS JOIN LATERAL unnest(l.ids, l.impacts) AS u(chunk_id, impact)
+    GROUP BY u.chunk_id
+    ORDER BY round(sum(l.idf * (u.impact - l.theta)) * 1e6) DESC, u.chunk_id
     LIMIT %(rescore)s + 1
 ),
 ranked AS (
@@ -139,7 +138,7 @@ ranked AS (
 SELECT k.chunk_id AS id, e.score, b.read_floor, b.rest_floor,
        (SELECT excess FROM ranked WHERE n = %(rescore)s + 1) AS next_excess,
        ARRAY(SELECT coalesce(d.theta, 0)::float8 FROM unnest(%(match_lexemes)s::text[]) WITH ORDINALITY AS u(lexeme, i)
-             LEFT JOIN depth d USING (lexeme) ORDER BY u.i) AS thetas
+             LEFT JOIN lists d USING (lexeme) ORDER BY u.i) AS thetas
 FROM ranked k CROSS JOIN bound b
 CROSS JOIN LATERAL (  -- per candidate: its postings of the question's words, by primary key
     SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
