@@ -152,14 +152,24 @@ LIMIT %(candidates)s
 """
 
 # The vector side alone, run on a second connection while the full-text side runs on the first.
-VECTOR_SQL = """
+_FILTER = """(%(collection)s::text IS NULL OR collection = %(collection)s)
+  AND (%(product)s::text IS NULL OR product = %(product)s)"""
+VECTOR_SQL = f"""
 SELECT id, embedding <=> %(vector)s AS distance
 FROM chunks
-WHERE (%(collection)s::text IS NULL OR collection = %(collection)s)
-  AND (%(product)s::text IS NULL OR product = %(product)s)
+WHERE {_FILTER}
 ORDER BY embedding <=> %(vector)s
 LIMIT %(candidates)s
 """
+# A collection filter that leaves at most this many chunks is searched exactly: every distance computed,
+# through cosine_distance() (the <=> operator's function, which the HNSW index does not serve), after the
+# (collection, product) index (a product alone has no index of its own to count it by). At 100k mixed
+# chunks, 5,000 chunks took 10.8 ms this way against 34.6 ms through the HNSW index, whose iterative
+# scan needs several rounds to find 40 rows at 5 % selectivity.
+EXACT_FILTER_MAX_ROWS = 10_000
+EXACT_VECTOR_SQL = VECTOR_SQL.replace("ORDER BY embedding <=> %(vector)s",
+                                      "ORDER BY cosine_distance(embedding, %(vector)s)")
+_FILTERED_ROWS_SQL = f"SELECT count(*) FROM (SELECT 1 FROM chunks WHERE {_FILTER} LIMIT %(limit)s) f"
 
 # Both sides' rankings computed beforehand, handed to the fusion.
 _GIVEN_VECTOR_SQL = """
@@ -340,15 +350,27 @@ class Searcher:
 
     def _vector_ranking(self, vector: np.ndarray, k: int, collection: str | None,
                         product: str | None) -> list[tuple[int, float]] | None:
-        """The vector side's (id, distance) rows, on a spare connection; None when the pool has none free
-        (the hybrid statement then runs the vector side itself)."""
+        """The vector side's (id, distance) rows, on a spare connection (exact when a filter leaves at most
+        EXACT_FILTER_MAX_ROWS chunks); None when the pool has none free (the hybrid statement then runs the
+        vector side itself, through the HNSW index)."""
         with self.db.spare_connection() as conn:
             if conn is None:
                 return None
             self._configure_vector_scan(conn, k)
             params = {"vector": vector, "collection": collection, "product": product,
                       "candidates": max(self.candidates, k)}
-            return conn.cursor(row_factory=tuple_row).execute(VECTOR_SQL, params).fetchall()
+            sql = self.vector_statement(conn, collection, product)
+            return conn.cursor(row_factory=tuple_row).execute(sql, params).fetchall()
+
+    @staticmethod
+    def vector_statement(conn: Connection, collection: str | None, product: str | None) -> str:
+        """EXACT_VECTOR_SQL when a collection filter leaves at most EXACT_FILTER_MAX_ROWS chunks (counted up
+        to one more), else VECTOR_SQL (the HNSW index)."""
+        if collection is None:
+            return VECTOR_SQL
+        params = {"collection": collection, "product": product, "limit": EXACT_FILTER_MAX_ROWS + 1}
+        rows = conn.cursor(row_factory=tuple_row).execute(_FILTERED_ROWS_SQL, params).fetchone()[0]
+        return EXACT_VECTOR_SQL if rows <= EXACT_FILTER_MAX_ROWS else VECTOR_SQL
 
     def statement_params(
         self, conn: Connection, query: str, vector: np.ndarray, k: int, collection: str | None, product: str | None

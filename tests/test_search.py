@@ -108,9 +108,40 @@ def test_filtered_search_still_returns_k_rows(sample_kb, db, embedder, database_
                 (embedder.embed([query])[0],),
             ).fetchall()
         assert len(plain) < 10
-        hits = Searcher(forced, embedder, ef_search=20).search(query, k=10, collection="sample")
+        # One statement (no spare connection used): the vector side goes through the HNSW index.
+        hits = Searcher(forced, embedder, ef_search=20, parallel=False).search(query, k=10, collection="sample")
     assert len(hits) == 10 and {h.collection for h in hits} == {"sample"}
     assert all(h.vector_rank for h in hits)  # the vector side alone found 10 filtered rows
+
+
+def test_a_small_collection_is_searched_exactly(sample_kb, db, embedder, monkeypatch):
+    """A collection filter that leaves few chunks: the vector side computes every distance (the HNSW
+    index is not in its plan) and ranks as brute force does; past EXACT_FILTER_MAX_ROWS, or with a
+    product alone, it goes through the index."""
+    import ingestion.search as search
+
+    query = "router password"
+    vector = embedder.embed([query])[0]
+    _fill_noise_near(db, vector, 300)  # nearer the query than any chunk of the manual
+    searcher = Searcher(db, embedder, ef_search=20)
+    monkeypatch.setattr(search, "EXACT_FILTER_MAX_ROWS", 100)
+    with db.connection() as conn:
+        assert searcher.vector_statement(conn, "sample", None) == search.EXACT_VECTOR_SQL
+        assert searcher.vector_statement(conn, "sample", "aurora-x2") == search.EXACT_VECTOR_SQL
+        assert searcher.vector_statement(conn, "noise", None) == search.VECTOR_SQL  # 300 chunks
+        assert searcher.vector_statement(conn, None, "aurora-x2") == search.VECTOR_SQL
+        assert searcher.vector_statement(conn, None, None) == search.VECTOR_SQL
+        rows = conn.execute("SELECT id, embedding::real[] AS e FROM chunks WHERE collection = 'sample'").fetchall()
+        conn.execute("SET enable_seqscan = off")
+        plan = str(conn.execute("EXPLAIN " + search.EXACT_VECTOR_SQL, {
+            "vector": vector, "collection": "sample", "product": None, "candidates": 40}).fetchall())
+    assert "chunks_embedding_hnsw" not in plan
+    embeddings = np.array([r["e"] for r in rows], dtype=np.float64)
+    cosine = embeddings @ vector / np.linalg.norm(embeddings, axis=1) / np.linalg.norm(vector)
+    brute = [rows[i]["id"] for i in np.argsort(-cosine)]
+    nearest = searcher._vector_ranking(vector, 10, "sample", None)
+    assert [i for i, _ in nearest] == brute[:len(nearest)] and len(nearest) == min(len(rows), 40)
+    assert len(searcher._vector_ranking(vector, 10, "noise", None)) == 40  # through the index
 
 
 def test_bm25_statistics_follow_inserts_replacements_and_deletes(ingestor, db, manual_md):
