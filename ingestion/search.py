@@ -42,34 +42,47 @@ JOIN lexeme_stats s ON s.lexeme = q.lexeme
 CROSS JOIN corpus_stats cs
 """
 
-# One statement: the vector side (HNSW, filters applied during the scan), the full-text side
-# ranked by BM25 (a heading-path lexeme, weight A, counts twice), and weighted reciprocal-rank
-# fusion of the two. Only the k fused ids are joined back to chunks and documents.
-_VECTOR_SQL = """
-WITH terms AS (
-    SELECT * FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf)
-),
-nearest AS (
-    SELECT id, embedding <=> %(vector)s AS distance
-    FROM chunks
-    WHERE (%(collection)s::text IS NULL OR collection = %(collection)s)
-      AND (%(product)s::text IS NULL OR product = %(product)s)
-    ORDER BY embedding <=> %(vector)s
-    LIMIT %(candidates)s
-),
-vector_hits AS (
+# The vector side alone, run on a second connection while the full-text side runs on the first.
+_FILTER = """(%(collection)s::text IS NULL OR collection = %(collection)s)
+  AND (%(product)s::text IS NULL OR product = %(product)s)"""
+VECTOR_SQL = f"""
+SELECT id, embedding <=> %(vector)s AS distance
+FROM chunks
+WHERE {_FILTER}
+ORDER BY embedding <=> %(vector)s
+LIMIT %(candidates)s
+"""
+# A collection filter that leaves at most this many chunks is searched exactly: every distance computed,
+# through cosine_distance() (the <=> operator's function, which the HNSW index does not serve), after the
+# (collection, product) index (a product alone has no index of its own to count it by). At 100k mixed
+# chunks, 5,000 filtered chunks took 20-22 ms this way against 41-44 ms through the HNSW index, whose
+# iterative scan needs several rounds to find 40 rows at 5 % selectivity (and misses some on near-copies).
+EXACT_FILTER_MAX_ROWS = 10_000
+EXACT_VECTOR_SQL = VECTOR_SQL.replace("embedding <=> %(vector)s", "cosine_distance(embedding, %(vector)s)")
+_FILTERED_ROWS_SQL = f"SELECT count(*) FROM (SELECT 1 FROM chunks WHERE {_FILTER} LIMIT %(limit)s) f"
+
+# The vector side's ranks, from its rows by distance (relaxed_order may return them slightly out of order).
+_VECTOR_HITS = """vector_hits AS (
     SELECT id, distance, row_number() OVER (ORDER BY distance) AS rank FROM nearest
 ),
 """
 
+# One statement: the vector side (HNSW, filters applied during the scan), the full-text side
+# ranked by BM25 (a heading-path lexeme, weight A, counts twice), and weighted reciprocal-rank
+# fusion of the two. Only the k fused ids are joined back to chunks and documents.
+_VECTOR_SQL = f"""
+WITH terms AS (
+    SELECT * FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf)
+),
+nearest AS ({VECTOR_SQL}),
+""" + _VECTOR_HITS
+
 # Exact BM25: every chunk holding an informative word of the question is scored. Its cost grows
 # with the table (864 ms p50 at 100k chunks); kept for evaluation (SUPPORTBOT_BM25=exact).
-_EXACT_TEXT_SQL = """
+_EXACT_TEXT_SQL = f"""
 matched AS (
     SELECT id, tsv FROM chunks
-    WHERE tsv @@ %(match)s::tsquery
-      AND (%(collection)s::text IS NULL OR collection = %(collection)s)
-      AND (%(product)s::text IS NULL OR product = %(product)s)
+    WHERE tsv @@ %(match)s::tsquery AND {_FILTER}
 ),
 text_hits AS (
     SELECT m.id, row_number() OVER (ORDER BY round(sum(
@@ -151,32 +164,13 @@ ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id
 LIMIT %(candidates)s
 """
 
-# The vector side alone, run on a second connection while the full-text side runs on the first.
-_FILTER = """(%(collection)s::text IS NULL OR collection = %(collection)s)
-  AND (%(product)s::text IS NULL OR product = %(product)s)"""
-VECTOR_SQL = f"""
-SELECT id, embedding <=> %(vector)s AS distance
-FROM chunks
-WHERE {_FILTER}
-ORDER BY embedding <=> %(vector)s
-LIMIT %(candidates)s
-"""
-# A collection filter that leaves at most this many chunks is searched exactly: every distance computed,
-# through cosine_distance() (the <=> operator's function, which the HNSW index does not serve), after the
-# (collection, product) index (a product alone has no index of its own to count it by). At 100k mixed
-# chunks, 5,000 filtered chunks took 20-22 ms this way against 41-44 ms through the HNSW index, whose
-# iterative scan needs several rounds to find 40 rows at 5 % selectivity (and misses some on near-copies).
-EXACT_FILTER_MAX_ROWS = 10_000
-EXACT_VECTOR_SQL = VECTOR_SQL.replace("embedding <=> %(vector)s", "cosine_distance(embedding, %(vector)s)")
-_FILTERED_ROWS_SQL = f"SELECT count(*) FROM (SELECT 1 FROM chunks WHERE {_FILTER} LIMIT %(limit)s) f"
 
 # Both sides' rankings computed beforehand, handed to the fusion.
 _GIVEN_VECTOR_SQL = """
-WITH vector_hits AS (
-    SELECT v.id, v.distance, row_number() OVER (ORDER BY v.distance) AS rank  -- relaxed_order: re-sorted
-    FROM unnest(%(vector_ids)s::bigint[], %(vector_distances)s::float8[]) AS v(id, distance)
+WITH nearest AS (
+    SELECT * FROM unnest(%(vector_ids)s::bigint[], %(vector_distances)s::float8[]) AS v(id, distance)
 ),
-"""
+""" + _VECTOR_HITS
 
 # The impact side's ranking, computed first, handed to the hybrid statement.
 _GIVEN_TEXT_SQL = """
