@@ -32,6 +32,9 @@ agents_app = typer.Typer(help="Support agents who sign in to the chat.", no_args
 app.add_typer(agents_app, name="agents")
 adapters_app = typer.Typer(help="Tone adapters: list, promote, roll back, sync, export.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
+fulltext_app = typer.Typer(help="The external full-text engine (SUPPORTBOT_BM25=engine): status, reindex.",
+                           no_args_is_help=True)
+app.add_typer(fulltext_app, name="fulltext")
 app.add_typer(eval_app, name="eval")
 app.command("compare")(compare)
 
@@ -159,6 +162,53 @@ def documents_delete(document_id: Annotated[int, typer.Argument(help="Document i
     if not row:
         raise _fail(f"no document with id {document_id}")
     console.print(f"deleted {row['source']} (id {row['id']}, collection {row['collection']})")
+
+
+# --- the external full-text engine ------------------------------------------------------------
+
+
+def _engine():
+    from ingestion.fulltext_engine import FulltextEngine
+
+    settings = get_settings()
+    try:
+        return FulltextEngine(settings.bm25_engine_url, settings.bm25_engine_timeout_s)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+@fulltext_app.command("status")
+def fulltext_status() -> None:
+    """Where the engine is, whether it answers, and how far it is behind Postgres."""
+    from ingestion.fulltext_engine import EngineError
+
+    engine = _engine()
+    with _database() as db, db.connection() as conn:
+        chunks = conn.execute("SELECT count(*) AS n FROM chunks").fetchone()["n"]
+        queued = conn.execute("SELECT count(*) AS n FROM fulltext_pending").fetchone()["n"]
+    u = engine.url
+    console.print(f"engine: sphinxql://{u.host}:{u.port}/{u.index} (SUPPORTBOT_BM25={get_settings().bm25})")
+    try:
+        indexed = engine.count()
+    except EngineError as exc:
+        raise _fail(f"{exc} (start it: docker compose --profile fulltext-engine up -d)") from None
+    console.print(f"chunks: {indexed} in the engine, {chunks} in Postgres; documents queued for the engine: {queued}")
+
+
+@fulltext_app.command("reindex")
+def fulltext_reindex() -> None:
+    """Rebuild the engine's index from every chunk in Postgres (first start, or after it lost its data)."""
+    from ingestion.fulltext_engine import EngineError
+
+    engine = _engine()
+    columns = (TextColumn("indexing chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with _database() as db, Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("reindex", total=None)
+        try:
+            written = engine.reindex(db, lambda done, total: progress.update(task, completed=done, total=total))
+        except EngineError as exc:
+            raise _fail(str(exc)) from None
+    console.print(f"indexed {written} chunks into {engine.url.index}")
 
 
 # --- search --------------------------------------------------------------------------------

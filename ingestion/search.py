@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,8 +13,11 @@ from psycopg.rows import dict_row, tuple_row
 
 from ingestion.chunk import HEADING_SEPARATOR
 from ingestion.embed import Embedder
+from ingestion.fulltext_engine import EngineError, FulltextEngine, engine_for
 from supportbot.database import Database
 from supportbot.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 RRF_K = 60
 # Words of questions about anything; their absence from a knowledge base tells nothing.
@@ -207,7 +211,7 @@ EXACT_TEXT_SQL = (_VECTOR_SQL[: _VECTOR_SQL.index("nearest AS")].rstrip().rstrip
 
 
 def hybrid_sql(bm25: str, collection: str | None, product: str | None, *, given_vector: bool = False) -> str:
-    """The hybrid statement for *bm25* ("impact": the text ranking comes in as %(text_ids)s, see
+    """The hybrid statement for *bm25* ("impact" or "engine": the text ranking comes in as %(text_ids)s, see
     :func:`impact_text_sql`; "exact": computed inside) and the filters in use; *given_vector*: the vector
     side's ranking comes in too (%(vector_ids)s, %(vector_distances)s: :data:`VECTOR_SQL`'s rows)."""
     if bm25 == "exact":
@@ -277,10 +281,14 @@ class Searcher:
         per_term: int = 5000,
         max_per_term: int | None = None,
         parallel: bool = True,
+        engine: FulltextEngine | None = None,
     ) -> None:
-        if bm25 not in ("impact", "exact"):
-            raise ValueError(f"bm25 must be 'impact' or 'exact', not {bm25!r}")
+        if bm25 not in ("impact", "exact", "engine"):
+            raise ValueError(f"bm25 must be 'impact', 'exact' or 'engine', not {bm25!r}")
+        if (bm25 == "engine") != (engine is not None):
+            raise ValueError("bm25='engine' needs a FulltextEngine, and only it")
         self.bm25 = bm25
+        self.engine = engine
         self.per_term = per_term
         # Deepest pass: postings per word (None: as deep as per_term, no second pass).
         self.max_per_term = max(per_term, max_per_term or per_term)
@@ -290,16 +298,17 @@ class Searcher:
         self.ef_search = ef_search
         self.vector_weight = vector_weight
         self.text_weight = text_weight
-        # The vector side runs on a second connection while the full-text side runs (impact BM25 only:
-        # exact BM25 is one statement).
-        self._vector_side = ThreadPoolExecutor(thread_name_prefix="vector-side") if parallel and bm25 == "impact" \
+        # The vector side runs on a second connection while the full-text side runs (not with exact BM25,
+        # which is one statement with it).
+        self._vector_side = ThreadPoolExecutor(thread_name_prefix="vector-side") if parallel and bm25 != "exact" \
             else None
 
     @classmethod
     def from_settings(cls, db: Database, embedder: Embedder, settings: Settings | None = None) -> Searcher:
         s = settings or get_settings()
+        engine = engine_for(s.bm25_engine_url, s.bm25_engine_timeout_s) if s.bm25 == "engine" else None
         return cls(db, embedder, s.search_candidates, s.hnsw_ef_search, s.search_vector_weight, s.search_text_weight,
-                   s.bm25, s.bm25_postings_per_word, s.bm25_max_postings_per_word, s.search_parallel)
+                   s.bm25, s.bm25_postings_per_word, s.bm25_max_postings_per_word, s.search_parallel, engine)
 
     def search(
         self,
@@ -316,11 +325,14 @@ class Searcher:
         vector_side: Future[list[tuple[int, float]] | None] | None = None
         if self._vector_side is not None:
             vector_side = self._vector_side.submit(self._vector_ranking, vector, k, collection, product)
+        engine_ready = self.bm25 == "engine" and self._apply_engine_queue()
         with self.db.connection() as conn, conn.transaction():
             params = self.statement_params(conn, query, vector, k, collection, product)
             self._configure_vector_scan(conn, k)
-            if self.bm25 == "impact":
-                params["text_ids"] = self.text_ranking(conn, params, k, collection, product).ids
+            text_ids = self._engine_ranking(params, collection, product) if engine_ready else None
+            if self.bm25 != "exact":
+                params["text_ids"] = text_ids if text_ids is not None else \
+                    self.text_ranking(conn, params, k, collection, product).ids
             nearest = vector_side.result() if vector_side is not None else None
             if nearest is not None:
                 params["vector_ids"] = [row[0] for row in nearest]
@@ -330,6 +342,25 @@ class Searcher:
         return [Hit(**{**row, "score": float(row["score"]),
                        "similarity": None if row["similarity"] is None else float(row["similarity"])})
                 for row in rows]
+
+    def _apply_engine_queue(self) -> bool:
+        """Bring the engine up to date with the documents written since the last search; False (and a warning)
+        when it cannot be reached: this search then ranks full text with impact BM25 in Postgres."""
+        assert self.engine is not None
+        try:
+            self.engine.apply_pending(self.db)
+            return True
+        except EngineError as exc:
+            log.warning("%s; this search uses impact BM25 in Postgres", exc)
+            return False
+
+    def _engine_ranking(self, params: dict[str, Any], collection: str | None, product: str | None) -> list[int] | None:
+        assert self.engine is not None
+        try:
+            return self.engine.rank(params["match_lexemes"], params["candidates"], collection, product)
+        except EngineError as exc:
+            log.warning("%s; this search uses impact BM25 in Postgres", exc)
+            return None
 
     def _configure_vector_scan(self, conn: Connection, k: int) -> None:
         # Filters are applied during the index scan, which goes on until it has enough rows. No

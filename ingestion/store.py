@@ -17,6 +17,14 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
         setweight(to_tsvector('english', %s), 'A') || setweight(to_tsvector('english', %s), 'B'))
 """
 
+# The external full-text engine's queue (migration 0010), in the transaction that changes the chunks. DO UPDATE,
+# not DO NOTHING: it waits while the engine is applying this document's previous version, so that the newer
+# one is queued again instead of being dropped with the older one's queue row.
+_QUEUE_FOR_ENGINE = """
+INSERT INTO fulltext_pending (document_id) VALUES (%s)
+ON CONFLICT (document_id) DO UPDATE SET queued_at = clock_timestamp()
+"""
+
 
 def find_document(db: Database, collection: str, source: str) -> dict[str, Any] | None:
     with db.connection() as conn:
@@ -75,6 +83,7 @@ def write_document(
                     for c, vector in zip(chunks, vectors, strict=True)
                 ],
             )
+        conn.execute(_QUEUE_FOR_ENGINE, (doc_id,))
     return doc_id, version, outcome
 
 
@@ -97,6 +106,7 @@ def delete_document(db: Database, document_id: int) -> dict[str, Any] | None:
             "DELETE FROM documents WHERE id = %s RETURNING id, source, collection, version", (document_id,)
         ).fetchone()
         if row:
+            conn.execute(_QUEUE_FOR_ENGINE, (row["id"],))
             _log(conn, uuid.uuid4(), row["source"], row["collection"], "deleted", row["id"], row["version"])
     return row
 

@@ -68,10 +68,15 @@ class Settings(BaseSettings):
 
     # Search
     search_candidates: int = Field(default=40, ge=1, description="Rows each ranker feeds into RRF.")
-    bm25: Literal["impact", "exact"] = Field(
+    bm25: Literal["impact", "exact", "engine"] = Field(
         default="impact", description="Full-text side of search: impact (the best postings of each word, then exact "
-        "scores; cost bounded by the question, not the table) or exact (every matching chunk scored: for evaluation)."
+        "scores; cost bounded by the question, not the table), exact (every matching chunk scored: for evaluation) "
+        "or engine (an external Manticore/Sphinx server at bm25_engine_url; impact when it cannot be reached)."
     )
+    bm25_engine_url: str = Field(
+        default="sphinxql://127.0.0.1:9306/supportbot_chunks",
+        description="engine: the full-text engine's SphinxQL address and index (deploy/fulltext-engine.conf).")
+    bm25_engine_timeout_s: float = Field(default=2.0, gt=0, description="engine: connect timeout, seconds.")
     bm25_postings_per_word: int = Field(default=5000, ge=1,
                                         description="impact: postings read per question word in the first pass.")
     bm25_max_postings_per_word: int = Field(

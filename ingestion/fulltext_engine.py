@@ -1,0 +1,257 @@
+"""BM25 in an external full-text engine (SUPPORTBOT_BM25=engine): Manticore Search or Sphinx, over SphinxQL.
+
+For deployments whose full-text side outgrows one PostgreSQL. Postgres stays the source of truth: the
+engine holds a derived copy of every chunk's lexemes, kept in step through the ``fulltext_pending`` queue
+(one row per document written or deleted since the engine last saw it; see migration 0010). Every search
+first applies what is queued, so the engine is never more than one search behind; ``supportbot fulltext
+reindex`` rebuilds it whole. Chunks are indexed as Postgres' own English lexemes (``to_tsvector``), each
+repeated as often as it counts in BM25 (a heading-path word twice), so both sides tokenize, stem and drop
+stop words alike; the engine ranks them with BM25F. The index definition is ``deploy/fulltext-engine.conf``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+from prometheus_client import Counter
+from psycopg.rows import tuple_row
+
+from supportbot.database import Database
+
+log = logging.getLogger(__name__)
+
+ENGINE_ERRORS = Counter(
+    "supportbot_fulltext_engine_errors_total",
+    "Full-text engine calls that failed (a failed search falls back to impact BM25 in Postgres)", ["operation"])
+
+# BM25F's parameters, as the Postgres side's (ingestion/search.py: k1 1.2, b 0.5). The engine's weight is an
+# integer: scaled so that scores keep six decimals.
+_RANKER = "expr('1000000*bm25f(1.2,0.5)')"
+_PLAIN = re.compile(r"[a-z0-9]{1,40}")
+_BATCH = 500
+
+
+class EngineError(RuntimeError):
+    """The full-text engine could not be reached or refused a statement."""
+
+
+def encode_lexeme(lexeme: str) -> str:
+    """A Postgres lexeme as one engine token: plain ones as they are, any other ("wi-fi", "2.4", "é…") as
+    ``_`` + a hash (Postgres lexemes never hold ``_``, so the two kinds cannot collide)."""
+    if _PLAIN.fullmatch(lexeme):
+        return lexeme
+    return "_" + hashlib.blake2b(lexeme.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True)
+class EngineUrl:
+    host: str
+    port: int
+    index: str
+    user: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> EngineUrl:
+        """``sphinxql://[user:password@]host:port/index``."""
+        parts = urlsplit(url)
+        index = parts.path.strip("/")
+        if parts.scheme != "sphinxql" or not parts.hostname or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", index):
+            raise ValueError(f"SUPPORTBOT_BM25_ENGINE_URL must look like sphinxql://host:9306/index_name, not {url!r}")
+        return cls(parts.hostname, parts.port or 9306, index,
+                   unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None)
+
+
+# The document's chunks as engine rows: id, lexemes each repeated tf times (tf as exact BM25 counts it:
+# positions, plus the heading-path ones once more), document, collection, product.
+_CHUNK_ROWS_SQL = """
+SELECT c.id, c.document_id, c.collection, coalesce(c.product, ''),
+       array_agg(u.lexeme) AS lexemes,
+       array_agg(cardinality(u.positions) + cardinality(array_positions(u.weights, 'A'))) AS tfs
+FROM chunks c CROSS JOIN LATERAL unnest(c.tsv) u
+WHERE {where}
+GROUP BY c.id
+ORDER BY c.id
+"""
+
+# Documents written or deleted since the engine last saw them (the first in the queue, one at a time, each
+# locked so that two searches never apply the same one).
+_NEXT_PENDING_SQL = """
+SELECT document_id, queued_at FROM fulltext_pending ORDER BY queued_at LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+
+
+class FulltextEngine:
+    """A SphinxQL client for one index: apply what Postgres queued, rebuild, and rank."""
+
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        self.url = EngineUrl.parse(url)
+        self.timeout_s = timeout_s
+        self._local = threading.local()  # one connection per thread (pymysql connections are not thread-safe)
+
+    def _connect(self) -> pymysql.connections.Connection:
+        u = self.url
+        try:
+            return pymysql.connect(host=u.host, port=u.port, user=u.user or "", password=u.password or "",
+                                   autocommit=True, connect_timeout=self.timeout_s,
+                                   read_timeout=self.timeout_s * 5, write_timeout=self.timeout_s * 5)
+        except pymysql.MySQLError as exc:
+            raise EngineError(f"cannot reach the full-text engine at {u.host}:{u.port}: {exc}") from exc
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                yield cur
+        except pymysql.MySQLError as exc:
+            self._local.conn = None  # reconnect next time (the engine may have restarted)
+            try:
+                conn.close()
+            except Exception:
+                pass
+            raise EngineError(f"full-text engine ({self.url.host}:{self.url.port}/{self.url.index}): {exc}") from exc
+
+    def execute(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple]:
+        with self._cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    # -- ranking --------------------------------------------------------------------------------------
+
+    def rank(self, lexemes: Sequence[str], limit: int, collection: str | None = None,
+             product: str | None = None) -> list[int]:
+        """Chunk ids holding any of *lexemes* (Postgres lexemes of the question), best BM25F first."""
+        if not lexemes:
+            return []
+        match = " | ".join(dict.fromkeys(encode_lexeme(x) for x in lexemes))
+        where, args = "MATCH(%s)", [match]
+        if collection is not None:
+            where, args = where + " AND collection = %s", [*args, collection]
+        if product is not None:
+            where, args = where + " AND product = %s", [*args, product]
+        sql = (f"SELECT id, WEIGHT() AS w FROM {self.url.index} WHERE {where} ORDER BY w DESC, id ASC "
+               f"LIMIT {int(limit)} OPTION ranker={_RANKER}")
+        try:
+            return [int(row[0]) for row in self.execute(sql, args)]
+        except EngineError:
+            ENGINE_ERRORS.labels("rank").inc()
+            raise
+
+    # -- keeping in step with Postgres ------------------------------------------------------------------
+
+    def apply_pending(self, db: Database, max_documents: int = 100) -> int:
+        """Apply the queued documents (up to *max_documents*); returns how many. Each document's queue row
+        is deleted only once the engine holds its current chunks (or none, when it was deleted)."""
+        done = 0
+        try:
+            with db.connection() as conn, conn.transaction():
+                pending = conn.cursor(row_factory=tuple_row).execute(_NEXT_PENDING_SQL, (max_documents,)).fetchall()
+                if not pending:
+                    return 0
+                ids = [row[0] for row in pending]
+                self._delete_documents(ids)
+                self._write(self._chunk_rows(conn, "c.document_id = ANY(%s)", (ids,)))
+                conn.execute("DELETE FROM fulltext_pending WHERE document_id = ANY(%s)", (ids,))
+                done = len(ids)
+        except EngineError:
+            ENGINE_ERRORS.labels("sync").inc()
+            raise
+        if done:
+            log.info("full-text engine: applied %d changed document(s)", done)
+        return done
+
+    def reindex(self, db: Database, progress: Callable[[int, int], None] | None = None) -> int:
+        """Rebuild the index from every chunk in Postgres; returns the number of chunks indexed.
+
+        The queue is emptied in the same Postgres transaction that reads the chunks (a document written
+        meanwhile is queued again, and applied by the next search)."""
+        with db.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("DELETE FROM fulltext_pending")
+            total = conn.execute("SELECT count(*) AS n FROM chunks").fetchone()["n"]
+            self.execute(f"TRUNCATE RTINDEX {self.url.index}")
+            written = 0
+            with conn.cursor(name="fulltext_reindex", row_factory=tuple_row) as cur:
+                cur.itersize = 2000
+                cur.execute(_CHUNK_ROWS_SQL.format(where="true"))
+                batch: list[tuple] = []
+                for row in cur:
+                    batch.append(row)
+                    if len(batch) >= _BATCH:
+                        written += self._write(batch)
+                        batch = []
+                        if progress:
+                            progress(written, total)
+                written += self._write(batch)
+            if progress:
+                progress(written, total)
+        return written
+
+    def count(self) -> int:
+        return int(self.execute(f"SELECT COUNT(*) FROM {self.url.index}")[0][0])
+
+    @staticmethod
+    def _chunk_rows(conn: Any, where: str, args: tuple) -> list[tuple]:
+        return conn.cursor(row_factory=tuple_row).execute(_CHUNK_ROWS_SQL.format(where=where), args).fetchall()
+
+    def _delete_documents(self, document_ids: Sequence[int]) -> None:
+        # Sphinx deletes by id only: look the rows up by document first.
+        ids_sql = ", ".join(str(int(d)) for d in document_ids)
+        while True:
+            rows = self.execute(f"SELECT id FROM {self.url.index} WHERE document_id IN ({ids_sql}) "
+                                f"LIMIT 1000 OPTION max_matches=1000")
+            if not rows:
+                return
+            self.execute(f"DELETE FROM {self.url.index} WHERE id IN ({', '.join(str(int(r[0])) for r in rows)})")
+
+    def _write(self, rows: Sequence[tuple]) -> int:
+        for start in range(0, len(rows), _BATCH):
+            batch = rows[start:start + _BATCH]
+            values, args = [], []
+            for chunk_id, document_id, collection, product, lexemes, tfs in batch:
+                body = " ".join(" ".join([encode_lexeme(x)] * n) for x, n in zip(lexemes, tfs, strict=True))
+                values.append("(%s, %s, %s, %s, %s)")
+                args += [chunk_id, body, document_id, collection, product]
+            self.execute(f"REPLACE INTO {self.url.index} (id, body, document_id, collection, product) VALUES "
+                         + ", ".join(values), args)
+        return len(rows)
+
+
+_engines: dict[tuple[str, float], FulltextEngine] = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(url: str, timeout_s: float = 2.0) -> FulltextEngine:
+    """One client per engine URL in this process (each holds a connection per thread)."""
+    with _engines_lock:
+        key = (url, timeout_s)
+        if key not in _engines:
+            _engines[key] = FulltextEngine(url, timeout_s)
+        return _engines[key]
+
+
+def wait_until_ready(engine: FulltextEngine, timeout_s: float = 30.0) -> None:
+    """Until the engine answers (it is started beside supportbot)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            engine.count()
+            return
+        except EngineError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
