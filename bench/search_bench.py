@@ -133,6 +133,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--maintenance-work-mem", default="1GB", help="For the index builds.")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--keep", action="store_true", help="Keep the temporary SUPPORTBOT_HOME and its server running.")
+    p.add_argument("--engine-url", default="",
+                   help="Also measure SUPPORTBOT_BM25=engine against this running, empty engine (sphinxql://host:port/"
+                        "index, started from deploy/fulltext-engine.conf): index build, text side, hybrid.")
     p.add_argument("--json", type=Path, default=None,
                    help="Where to write the JSON (default: bench/results/search_bench.json).")
     args = p.parse_args(argv)
@@ -488,7 +491,8 @@ def text_only(sql: str) -> str | None:
 
 
 def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, efs: list[int],
-            budget_s: float, hybrid: bool = True, bm25_max: tuple[int, ...] = ()) -> dict[str, Any]:
+            budget_s: float, hybrid: bool = True, bm25_max: tuple[int, ...] = (),
+            engine_searcher_for=None) -> dict[str, Any]:
     ids = lambda rows: [r[0] for r in rows]  # noqa: E731
     queries = list(zip(texts, vectors, strict=True))
     first = {"v": vectors[0], "k": k, "c": FILTER_COLLECTION}
@@ -526,6 +530,7 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
     out["exact_filtered"] = summary(exact_f_lat, [len(e) for e in exact_f])
 
     impact = hybrid and getattr(warm, "bm25", "exact") == "impact" and hasattr(warm, "text_ranking")
+    exact_found: list[list[int]] = []
     text_sql = text_only(hybrid_sql) if hybrid and not impact else None
     if impact:
         from ingestion.search import EXACT_TEXT_SQL
@@ -633,6 +638,30 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
                            queries, budget_s)
         filtered["hybrid"] = summary(hf_lat, [len(h) for h in hf])
     conn.execute("RESET hnsw.ef_search")
+    if engine_searcher_for is not None and hybrid:
+        out["engine"] = measure_engine(conn, engine_searcher_for(efs[0]), warm, queries, exact_found, k, budget_s)
+    return out
+
+
+def measure_engine(conn, searcher, warm, queries: list, exact_found: list[list[int]], k: int,
+                   budget_s: float) -> dict[str, Any]:
+    """SUPPORTBOT_BM25=engine: the engine's full-text side alone (recall@k against exact BM25, when the run
+    computed it), and the hybrid search through it, unfiltered and filtered."""
+    engine = searcher.engine
+    params_of = lambda q: hybrid_statement(warm, conn, q[0], q[1], k)[1]  # noqa: E731
+    progress("  full-text engine: warm-up, then full text alone")
+    for text, vector in queries[:10]:
+        searcher.search(text, k=k, vector=vector)
+    lexemes = [params_of(q)["match_lexemes"] for q in queries]
+    text_lat, found = timed(lambda lx: engine.rank(lx, max(searcher.candidates, k))[:k], lexemes, budget_s)
+    n = min(len(found), len(exact_found))
+    out = {"text": summary(text_lat, recall=recall_at(found[:n], exact_found[:n], k) if n else None)}
+    progress("  full-text engine: hybrid, filtered hybrid")
+    lat, hits = timed(lambda q: searcher.search(q[0], k=k, vector=q[1]), queries, budget_s)
+    out["hybrid"] = summary(lat, [len(h) for h in hits])
+    lat, hits = timed(lambda q: searcher.search(q[0], k=k, collection=FILTER_COLLECTION, vector=q[1]), queries,
+                      budget_s)
+    out["hybrid_filtered"] = summary(lat, [len(h) for h in hits])
     return out
 
 
@@ -719,10 +748,22 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"{n:,} chunks: loaded ({', '.join(f'{k} {v:.1f}' for k, v in load_times.items())})")
                 filtered_rows = conn.execute("SELECT count(*) FROM chunks WHERE collection = %s",
                                              (FILTER_COLLECTION,)).fetchone()[0]
+                engine_searcher_for = None
+                if args.engine_url:
+                    from ingestion.fulltext_engine import FulltextEngine
+
+                    engine_settings = settings.model_copy(update={"bm25": "engine",
+                                                                  "bm25_engine_url": args.engine_url})
+                    progress(f"{n:,} chunks: full-text engine index (supportbot fulltext reindex)")
+                    t1 = time.perf_counter()
+                    FulltextEngine(args.engine_url).reindex(db)
+                    load_times["engine_index_s"] = time.perf_counter() - t1
+                    engine_searcher_for = lambda ef, db=db, es=engine_settings: make_searcher(  # noqa: E731
+                        db, embedder, es, ef)
                 figures = measure(conn, lambda ef, parallel=True, db=db: make_searcher(db, embedder, settings, ef,
                                                                                        parallel),
                                   texts, qvec, args.k, efs, args.phase_budget, hybrid=not args.no_hybrid,
-                                  bm25_max=args.bm25_max)
+                                  bm25_max=args.bm25_max, engine_searcher_for=engine_searcher_for)
                 results["sizes"][n] = {
                     "load": {k: round(v, 2) for k, v in load_times.items()},
                     "filtered_rows": filtered_rows,

@@ -34,9 +34,12 @@ ENGINE_ERRORS = Counter(
     "supportbot_fulltext_engine_errors_total",
     "Full-text engine calls that failed (a failed search falls back to impact BM25 in Postgres)", ["operation"])
 
-# BM25F's parameters, as the Postgres side's (ingestion/search.py: k1 1.2, b 0.5). The engine's weight is an
-# integer: scaled so that scores keep six decimals.
-_RANKER = "expr('1000000*bm25f(1.2,0.5)')"
+# BM25F with k1 1.2 (as the Postgres side) and no length normalisation (b 0): with any b > 0, Sphinx 2.2's
+# real-time index ranked far from exact BM25 (top 10 shared 67 % of exact BM25's on four knowledge bases,
+# against 92 % with b 0; same best chunk for 69 of 132 questions against 117). Plain, unnormalised IDF: the
+# normalised one squeezes every score towards 0.5, and the integer weight then ties most chunks at 100k. The
+# weight is an integer: scaled so that scores keep six decimals.
+_RANKER = "ranker=expr('1000000*bm25f(1.2,0)'), idf='plain,tfidf_unnormalized'"
 _PLAIN = re.compile(r"[a-z0-9]{1,40}")
 _BATCH = 500
 
@@ -76,12 +79,13 @@ class EngineUrl:
 # The document's chunks as engine rows: id, lexemes each repeated tf times (tf as exact BM25 counts it:
 # positions, plus the heading-path ones once more), document, collection, product.
 _CHUNK_ROWS_SQL = """
-SELECT c.id, c.document_id, c.collection, coalesce(c.product, ''),
-       array_agg(u.lexeme) AS lexemes,
-       array_agg(cardinality(u.positions) + cardinality(array_positions(u.weights, 'A'))) AS tfs
-FROM chunks c CROSS JOIN LATERAL unnest(c.tsv) u
+SELECT c.id, c.document_id, c.collection, coalesce(c.product, ''), l.lexemes, l.tfs
+FROM chunks c CROSS JOIN LATERAL (
+    SELECT array_agg(u.lexeme) AS lexemes,
+           array_agg(cardinality(u.positions) + cardinality(array_positions(u.weights, 'A'))) AS tfs
+    FROM unnest(c.tsv) u
+) l
 WHERE {where}
-GROUP BY c.id
 ORDER BY c.id
 """
 
@@ -95,9 +99,13 @@ SELECT document_id, queued_at FROM fulltext_pending ORDER BY queued_at LIMIT %s 
 class FulltextEngine:
     """A SphinxQL client for one index: apply what Postgres queued, rebuild, and rank."""
 
-    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 2.0, retry_after_s: float = 5.0) -> None:
         self.url = EngineUrl.parse(url)
         self.timeout_s = timeout_s
+        # After a failure the engine is not asked again for this long: searches fall back at once instead of
+        # each waiting out the connect timeout of an engine that is down.
+        self.retry_after_s = retry_after_s
+        self._down_until = 0.0
         self._local = threading.local()  # one connection per thread (pymysql connections are not thread-safe)
 
     def _connect(self) -> pymysql.connections.Connection:
@@ -111,18 +119,28 @@ class FulltextEngine:
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
+        if time.monotonic() < self._down_until:
+            raise EngineError(f"the full-text engine at {self.url.host}:{self.url.port} failed less than "
+                              f"{self.retry_after_s:g} s ago")
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
         try:
+            if conn is None:
+                conn = self._local.conn = self._connect()
             with conn.cursor() as cur:
                 yield cur
-        except pymysql.MySQLError as exc:
-            self._local.conn = None  # reconnect next time (the engine may have restarted)
-            try:
-                conn.close()
-            except Exception:
-                pass
+        except (pymysql.MySQLError, EngineError) as exc:
+            # The connection is lost or never came (not a statement the engine refused): reconnect next time,
+            # after retry_after_s (the engine may be restarting).
+            if isinstance(exc, (pymysql.OperationalError, pymysql.InterfaceError, EngineError)):
+                self._down_until = time.monotonic() + self.retry_after_s
+                self._local.conn = None
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
+            if isinstance(exc, EngineError):
+                raise
             raise EngineError(f"full-text engine ({self.url.host}:{self.url.port}/{self.url.index}): {exc}") from exc
 
     def execute(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple]:
@@ -144,7 +162,7 @@ class FulltextEngine:
         if product is not None:
             where, args = where + " AND product = %s", [*args, product]
         sql = (f"SELECT id, WEIGHT() AS w FROM {self.url.index} WHERE {where} ORDER BY w DESC, id ASC "
-               f"LIMIT {int(limit)} OPTION ranker={_RANKER}")
+               f"LIMIT {int(limit)} OPTION {_RANKER}")
         try:
             return [int(row[0]) for row in self.execute(sql, args)]
         except EngineError:
@@ -223,7 +241,7 @@ class FulltextEngine:
             batch = rows[start:start + _BATCH]
             values, args = [], []
             for chunk_id, document_id, collection, product, lexemes, tfs in batch:
-                body = " ".join(" ".join([encode_lexeme(x)] * n) for x, n in zip(lexemes, tfs, strict=True))
+                body = " ".join(" ".join([encode_lexeme(x)] * n) for x, n in zip(lexemes or (), tfs or (), strict=True))
                 values.append("(%s, %s, %s, %s, %s)")
                 args += [chunk_id, body, document_id, collection, product]
             self.execute(f"REPLACE INTO {self.url.index} (id, body, document_id, collection, product) VALUES "
@@ -248,6 +266,7 @@ def wait_until_ready(engine: FulltextEngine, timeout_s: float = 30.0) -> None:
     """Until the engine answers (it is started beside supportbot)."""
     deadline = time.monotonic() + timeout_s
     while True:
+        engine._down_until = 0.0  # retry now, not after retry_after_s
         try:
             engine.count()
             return

@@ -29,6 +29,17 @@ if ! command -v docker-compose >/dev/null; then
         echo "note: docker-compose is missing (sudo apt-get install -y docker-compose); the compose test will be skipped"
     fi
 fi
+# The full-text engine test starts Debian's Sphinx searchd (the SphinxQL server Manticore grew from), the same way.
+if ! command -v searchd >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "==> sphinxsearch (Debian package, for the full-text engine test)"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends sphinxsearch >/dev/null) \
+            || echo "could not install sphinxsearch; the full-text engine test will say so"
+    else
+        echo "note: searchd is missing (sudo apt-get install -y sphinxsearch); the full-text engine test will be skipped"
+    fi
+fi
 echo "==> ruff"
 "$venv/bin/ruff" check .
 echo "==> pytest"

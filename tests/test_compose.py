@@ -26,6 +26,7 @@ PROFILES = {  # profile → the services `docker compose --profile P up` starts
     "app": {"db", "app"},
     "llm": {"base-model", "llm"},
     "train": {"db", "train"},
+    "fulltext-engine": {"fulltext-engine"},
 }
 MISSING = "docker-compose not installed: apt-get install -y docker-compose"
 
@@ -196,3 +197,19 @@ def test_secrets_are_required_not_defaulted(compose: str, tmp_path: Path) -> Non
                             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode != 0 and "set POSTGRES_PASSWORD in .env" in result.stderr
+
+
+def test_the_fulltext_engine_runs_the_repositorys_index_and_the_app_can_point_at_it(
+        configs: dict[str, dict[str, Any]]) -> None:
+    engine = configs["fulltext-engine"]["services"]["fulltext-engine"]
+    mounts = {v.split(":")[1]: v for v in engine["volumes"]}  # 1.29 prints SOURCE:TARGET:MODE
+    assert mounts["/etc/manticoresearch/manticore.conf"] == \
+        f"{ROOT / 'deploy' / 'fulltext-engine.conf'}:/etc/manticoresearch/manticore.conf:ro"
+    assert mounts["/var/lib/manticore"] == "fulltext-data:/var/lib/manticore:rw"  # named: survives restarts
+    app = configs["app"]["services"]["app"]["environment"]
+    assert app["SUPPORTBOT_BM25"] == "impact"  # off by default: the app must not need the engine
+    host_port = app["SUPPORTBOT_BM25_ENGINE_URL"].split("//")[1].split("/")[0]
+    assert host_port == "fulltext-engine:9306"
+    config = (ROOT / "deploy" / "fulltext-engine.conf").read_text()
+    assert "listen = 9306:mysql41" in config and "index supportbot_chunks" in config
+    assert app["SUPPORTBOT_BM25_ENGINE_URL"].endswith("/supportbot_chunks")

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
-from ingestion.fulltext_engine import EngineUrl, FulltextEngine, encode_lexeme, wait_until_ready
+from ingestion.fulltext_engine import EngineError, EngineUrl, FulltextEngine, encode_lexeme, wait_until_ready
 from ingestion.search import Searcher
 from ingestion.store import delete_document
 from supportbot.settings import get_settings
@@ -155,6 +155,9 @@ def test_an_unreachable_engine_falls_back_to_impact_bm25_and_keeps_the_queue(sam
         assert _text_ranking(Searcher(db, embedder, bm25="engine", engine=down), question) == \
             _text_ranking(impact, question)
     assert _metric("sync") == before + 3
+    # Once it failed, the engine is left alone for a while: searches fall back at once.
+    with pytest.raises(EngineError, match="failed less than 5 s ago"):
+        down.count()
     assert "uses impact BM25 in Postgres" in caplog.text
     assert _queued(db) == len(sample_kb)  # nothing lost: the engine gets it all once it answers
     Searcher(db, embedder, bm25="engine", engine=engine).search(QUESTIONS[0])
