@@ -645,17 +645,20 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
 
 def measure_engine(conn, searcher, warm, queries: list, exact_found: list[list[int]], k: int,
                    budget_s: float) -> dict[str, Any]:
-    """SUPPORTBOT_BM25=engine: the engine's full-text side alone (recall@k against exact BM25, when the run
-    computed it), and the hybrid search through it, unfiltered and filtered."""
+    """SUPPORTBOT_BM25=engine: the full-text side alone (the engine's candidates scored exactly; recall@k against
+    exact BM25 when the run computed it), the engine's query alone, and the hybrid search through it,
+    unfiltered and filtered."""
     engine = searcher.engine
     params_of = lambda q: hybrid_statement(warm, conn, q[0], q[1], k)[1]  # noqa: E731
     progress("  full-text engine: warm-up, then full text alone")
     for text, vector in queries[:10]:
         searcher.search(text, k=k, vector=vector)
-    lexemes = [params_of(q)["match_lexemes"] for q in queries]
-    text_lat, found = timed(lambda lx: engine.rank(lx, max(searcher.candidates, k))[:k], lexemes, budget_s)
+    params = [params_of(q) for q in queries]
+    text_lat, found = timed(lambda p: searcher.engine_ranking(conn, p)[:k], params, budget_s)
+    engine_lat, _ = timed(lambda p: engine.rank(p["match_lexemes"], p["rescore"]), params, budget_s)
     n = min(len(found), len(exact_found))
-    out = {"text": summary(text_lat, recall=recall_at(found[:n], exact_found[:n], k) if n else None)}
+    out = {"text": summary(text_lat, recall=recall_at(found[:n], exact_found[:n], k) if n else None),
+           "engine_alone": summary(engine_lat)}
     progress("  full-text engine: hybrid, filtered hybrid")
     lat, hits = timed(lambda q: searcher.search(q[0], k=k, vector=q[1]), queries, budget_s)
     out["hybrid"] = summary(lat, [len(h) for h in hits])

@@ -118,6 +118,14 @@ text_hits AS (
 # question's words (primary-key lookups); the statement also returns floor and the next excess, so that
 # the caller knows whether any chunk left out could beat its k-th score, and reads deeper if so.
 # {filter} narrows the postings to the collection (its own index) and product.
+# A candidate's exact BM25 score from its postings of the question's words (primary-key lookups in chunk_terms).
+_EXACT_SCORE = """CROSS JOIN LATERAL (
+    SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
+    FROM chunk_terms ct
+    JOIN unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf) ON t.lexeme = ct.lexeme
+    WHERE ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
+) e"""
+
 _IMPACT_TEXT_SQL = """
 WITH m AS (
     SELECT * FROM unnest(%(match_lexemes)s::text[], %(match_idfs)s::float8[], %(depths)s::int[])
@@ -157,13 +165,18 @@ SELECT k.chunk_id AS id, e.score, b.read_floor, b.rest_floor,
        ARRAY(SELECT coalesce(d.theta, 0)::float8 FROM unnest(%(match_lexemes)s::text[]) WITH ORDINALITY AS u(lexeme, i)
              LEFT JOIN lists d USING (lexeme) ORDER BY u.i) AS thetas
 FROM ranked k CROSS JOIN bound b
-CROSS JOIN LATERAL (  -- per candidate: its postings of the question's words, by primary key
-    SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
-    FROM chunk_terms ct
-    JOIN unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf) ON t.lexeme = ct.lexeme
-    WHERE ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
-) e
+""" + _EXACT_SCORE + """
 WHERE k.n <= %(rescore)s
+ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id
+LIMIT %(candidates)s
+"""
+
+# SUPPORTBOT_BM25=engine: the engine's candidates (%(text_candidates)s, ids) scored by exact BM25, as above;
+# ids the engine still holds after their chunk was deleted have no postings, and drop out.
+_RESCORE_SQL = """
+SELECT k.chunk_id AS id FROM unnest(%(text_candidates)s::bigint[]) AS k(chunk_id)
+""" + _EXACT_SCORE + """
+WHERE e.score IS NOT NULL
 ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id
 LIMIT %(candidates)s
 """
@@ -329,7 +342,7 @@ class Searcher:
         with self.db.connection() as conn, conn.transaction():
             params = self.statement_params(conn, query, vector, k, collection, product)
             self._configure_vector_scan(conn, k)
-            text_ids = self._engine_ranking(params, collection, product) if engine_ready else None
+            text_ids = self.engine_ranking(conn, params, collection, product) if engine_ready else None
             if self.bm25 != "exact":
                 params["text_ids"] = text_ids if text_ids is not None else \
                     self.text_ranking(conn, params, k, collection, product).ids
@@ -354,13 +367,19 @@ class Searcher:
             log.warning("%s; this search uses impact BM25 in Postgres", exc)
             return False
 
-    def _engine_ranking(self, params: dict[str, Any], collection: str | None, product: str | None) -> list[int] | None:
+    def engine_ranking(self, conn: Connection, params: dict[str, Any], collection: str | None = None,
+                       product: str | None = None) -> list[int] | None:
+        """The full-text side through the engine: its best %(rescore)s chunks by BM25F, ranked by exact BM25
+        (the engine's BM25F has no length normalisation and its own IDF; scoring its candidates here keeps
+        one ranking whatever finds them). None (and a warning) when the engine fails."""
         assert self.engine is not None
         try:
-            return self.engine.rank(params["match_lexemes"], params["candidates"], collection, product)
+            candidates = self.engine.rank(params["match_lexemes"], params["rescore"], collection, product)
         except EngineError as exc:
             log.warning("%s; this search uses impact BM25 in Postgres", exc)
             return None
+        rows = conn.cursor(row_factory=tuple_row).execute(_RESCORE_SQL, {**params, "text_candidates": candidates})
+        return [r[0] for r in rows.fetchall()]
 
     def _configure_vector_scan(self, conn: Connection, k: int) -> None:
         # Filters are applied during the index scan, which goes on until it has enough rows. No
