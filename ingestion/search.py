@@ -104,6 +104,14 @@ text_hits AS (
 ),
 """
 
+# A candidate's exact BM25 score from its postings of the question's words (primary-key lookups in chunk_terms).
+_EXACT_SCORE = """CROSS JOIN LATERAL (
+    SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
+    FROM chunk_terms ct
+    JOIN unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf) ON t.lexeme = ct.lexeme
+    WHERE ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
+) e"""
+
 # Both sides round the score (9 decimals) before breaking ties by id: equal scores summed in another
 # order must stay equal. Impact BM25 rounds the excess of every chunk it read in float8 (round(x * 1e6)):
 # a cast to numeric per chunk was half the statement's time at 100k chunks (15k chunks read, 59 → 27 ms).
@@ -118,14 +126,6 @@ text_hits AS (
 # question's words (primary-key lookups); the statement also returns floor and the next excess, so that
 # the caller knows whether any chunk left out could beat its k-th score, and reads deeper if so.
 # {filter} narrows the postings to the collection (its own index) and product.
-# A candidate's exact BM25 score from its postings of the question's words (primary-key lookups in chunk_terms).
-_EXACT_SCORE = """CROSS JOIN LATERAL (
-    SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
-    FROM chunk_terms ct
-    JOIN unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf) ON t.lexeme = ct.lexeme
-    WHERE ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
-) e"""
-
 _IMPACT_TEXT_SQL = """
 WITH m AS (
     SELECT * FROM unnest(%(match_lexemes)s::text[], %(match_idfs)s::float8[], %(depths)s::int[])
