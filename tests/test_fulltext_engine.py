@@ -148,7 +148,7 @@ def test_engine_search_ranks_like_bm25_and_follows_every_write(sample_kb, ingest
     # A chunk the engine still holds after Postgres deleted it (say, written back by hand) is never a hit.
     engine.execute("REPLACE INTO supportbot_chunks (id, body, document_id, collection, product) "
                    "VALUES (999999, 'factori reset reset reset', 424242, 'sample', 'aurora-x2')")
-    assert engine.rank(["factori", "reset"], 10)[0] == 999999
+    assert 999999 in engine.rank(["factori", "reset"], 10)
     assert _text_ranking(searcher, QUESTIONS[0]) == _text_ranking(exact, QUESTIONS[0])
 
 
