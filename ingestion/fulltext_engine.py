@@ -93,6 +93,10 @@ WHERE {where}
 ORDER BY c.id
 """
 
+# Searches apply the queue under this advisory lock, shared; a rebuild holds it alone, so that no search
+# writes into the engine while it is emptied and refilled (and none ranks with a half-filled one).
+REBUILD_LOCK = 0x5B7E_F7E1
+
 # Documents written or deleted since the engine last saw them (the first in the queue, one at a time, each
 # locked so that two searches never apply the same one).
 _NEXT_PENDING_SQL = """
@@ -181,6 +185,9 @@ class FulltextEngine:
         done = 0
         try:
             with db.connection() as conn, conn.transaction():
+                lock = conn.execute("SELECT pg_try_advisory_xact_lock_shared(%s) AS ok", (REBUILD_LOCK,)).fetchone()
+                if not lock["ok"]:
+                    raise EngineError("the full-text engine is being rebuilt (supportbot fulltext reindex)")
                 pending = conn.cursor(row_factory=tuple_row).execute(_NEXT_PENDING_SQL, (max_documents,)).fetchall()
                 if not pending:
                     return 0
@@ -199,28 +206,37 @@ class FulltextEngine:
     def reindex(self, db: Database, progress: Callable[[int, int], None] | None = None) -> int:
         """Rebuild the index from every chunk in Postgres; returns the number of chunks indexed.
 
-        The queue is emptied in the same Postgres transaction that reads the chunks (a document written
-        meanwhile is queued again, and applied by the next search)."""
-        with db.connection() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            conn.execute("DELETE FROM fulltext_pending")
-            total = conn.execute("SELECT count(*) AS n FROM chunks").fetchone()["n"]
-            self.execute(f"TRUNCATE RTINDEX {self.url.index}")
-            written = 0
-            with conn.cursor(name="fulltext_reindex", row_factory=tuple_row) as cur:
-                cur.itersize = 2000
-                cur.execute(_CHUNK_ROWS_SQL.format(where="true"))
-                batch: list[tuple] = []
-                for row in cur:
-                    batch.append(row)
-                    if len(batch) >= _BATCH:
-                        written += self._write(batch)
-                        batch = []
-                        if progress:
-                            progress(written, total)
-                written += self._write(batch)
-            if progress:
-                progress(written, total)
+        Holds REBUILD_LOCK alone throughout: searches meanwhile rank with impact BM25 in Postgres. The queue
+        is emptied first, so a document written while the chunks are read is queued again (and applied by
+        the first search after the rebuild; one read by both is applied twice, which changes nothing)."""
+        with db.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (REBUILD_LOCK,))  # waits for searches applying the queue
+            conn.commit()
+            try:
+                conn.execute("DELETE FROM fulltext_pending")
+                total = conn.execute("SELECT count(*) AS n FROM chunks").fetchone()["n"]
+                conn.commit()
+                self.execute(f"TRUNCATE RTINDEX {self.url.index}")
+                written = 0
+                with conn.cursor(name="fulltext_reindex", row_factory=tuple_row) as cur:
+                    cur.itersize = 2000
+                    cur.execute(_CHUNK_ROWS_SQL.format(where="true"))  # one statement: one snapshot
+                    batch: list[tuple] = []
+                    for row in cur:
+                        batch.append(row)
+                        if len(batch) >= _BATCH:
+                            written += self._write(batch)
+                            batch = []
+                            if progress:
+                                progress(written, total)
+                    written += self._write(batch)
+                conn.commit()
+                if progress:
+                    progress(written, total)
+            finally:
+                conn.rollback()
+                conn.execute("SELECT pg_advisory_unlock(%s)", (REBUILD_LOCK,))
+                conn.commit()
         return written
 
     def count(self) -> int:

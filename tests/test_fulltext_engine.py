@@ -196,6 +196,20 @@ def test_a_write_during_an_apply_is_queued_again(sample_kb, ingestor, db, engine
     assert _engine_ids(engine) == _chunk_ids(db)
 
 
+def test_searches_during_a_rebuild_rank_in_postgres_and_leave_the_queue(sample_kb, db, embedder, engine,
+                                                                         database_url):
+    from ingestion.fulltext_engine import REBUILD_LOCK
+
+    searcher, impact = Searcher(db, embedder, bm25="engine", engine=engine), Searcher(db, embedder)
+    with psycopg.connect(database_url, autocommit=True) as rebuilding:  # what `fulltext reindex` holds
+        rebuilding.execute("SELECT pg_advisory_lock(%s)", (REBUILD_LOCK,))
+        assert _text_ranking(searcher, QUESTIONS[0]) == _text_ranking(impact, QUESTIONS[0])
+        assert _queued(db) == len(sample_kb) and _engine_ids(engine) == set()
+        rebuilding.execute("SELECT pg_advisory_unlock(%s)", (REBUILD_LOCK,))
+    searcher.search(QUESTIONS[0])
+    assert _queued(db) == 0 and _engine_ids(engine) == _chunk_ids(db)
+
+
 def test_reindex_and_status_commands(sample_kb, db, engine, engine_server, database_url, monkeypatch):
     from bot.cli import app
 
