@@ -232,7 +232,10 @@ def search(
         raise _fail("give a QUERY, or use --json to read queries from standard input")
     settings = get_settings()
     with _database() as db:
-        searcher = Searcher(db, get_embedder(), settings.search_candidates, settings.hnsw_ef_search)
+        try:  # the configured search: SUPPORTBOT_BM25, fusion weights, parallel sides, as the server runs it
+            searcher = Searcher.from_settings(db, get_embedder(), settings)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
         if query is None:
             for line in sys.stdin:
                 if line.strip():

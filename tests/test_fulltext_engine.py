@@ -230,3 +230,22 @@ def test_reindex_and_status_commands(sample_kb, db, engine, engine_server, datab
     down = CliRunner().invoke(app, ["fulltext", "status"])
     assert down.exit_code == 1 and "cannot reach the full-text engine" in down.output
     get_settings.cache_clear()
+
+
+def test_search_command_uses_the_configured_engine(sample_kb, engine, engine_server, database_url, monkeypatch):
+    from bot.cli import app
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SUPPORTBOT_BM25", "engine")
+    monkeypatch.setenv("SUPPORTBOT_BM25_ENGINE_URL", engine_server)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["search", QUESTIONS[0], "--json"])
+        assert result.exit_code == 0, result.output
+        assert _engine_ids(engine)  # the search applied the queue: it went through the engine
+        monkeypatch.setenv("SUPPORTBOT_BM25_ENGINE_URL", "mysql://search/kb")
+        get_settings.cache_clear()
+        bad = CliRunner().invoke(app, ["search", QUESTIONS[0]])
+        assert bad.exit_code == 1 and "SUPPORTBOT_BM25_ENGINE_URL must look like sphinxql://" in bad.output
+    finally:
+        get_settings.cache_clear()
