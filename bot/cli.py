@@ -509,10 +509,16 @@ def _serve(host: str, port: int) -> None:
     import uvicorn
 
     from bot.api import create_app
+    from ingestion.fulltext_engine import EngineUrl
 
+    settings = get_settings()
+    if settings.bm25 == "engine":  # a bad address fails here, in one line, not at the first question
+        try:
+            EngineUrl.parse(settings.bm25_engine_url)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
     console.print(f"supportbot is up: chat at http://{host}:{port}/chat , API docs at http://{host}:{port}/docs",
                   highlight=False)
-    settings = get_settings()
     # Without a bound, SIGTERM waits for every open connection, and a chat's websocket never closes by itself.
     uvicorn.run(create_app(), host=host, port=port, log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=settings.shutdown_grace_s)
