@@ -6,8 +6,9 @@ engine holds a derived copy of every chunk's lexemes, kept in step through the `
 first applies what is queued, so the engine is never more than one search behind; ``supportbot fulltext
 reindex`` rebuilds it whole. Chunks are indexed as Postgres' own English lexemes (``to_tsvector``), each
 repeated as often as it counts in BM25 (a heading-path word twice), so both sides tokenize, stem and drop
-stop words alike; the engine finds candidates by BM25F, which ``Searcher.engine_ranking`` scores by exact
-BM25 in Postgres. The index definition is ``deploy/fulltext-engine.conf``.
+stop words alike. The engine serves each word's postings in term-frequency order, and
+``Searcher.engine_ranking`` scores the best candidates by exact BM25 in Postgres. The index definition is
+``deploy/fulltext-engine.conf``.
 
 A document's chunks are applied on the search path: the first search after a large upload waits for them
 (about 1 s per 10,000 chunks: the benchmark's reindex of 100k chunks took 8-10 s).
@@ -38,12 +39,9 @@ ENGINE_ERRORS = Counter(
     "supportbot_fulltext_engine_errors_total",
     "Full-text engine calls that failed (a failed search falls back to impact BM25 in Postgres)", ["operation"])
 
-# BM25F with k1 1.2 (as the Postgres side) and no length normalisation (b 0): with any b > 0, Sphinx 2.2's
-# real-time index ranked far from exact BM25 (top 10 shared 67 % of exact BM25's on four knowledge bases,
-# against 92 % with b 0; same best chunk for 69 of 132 questions against 117). Plain, unnormalised IDF: the
-# normalised one squeezes every score towards 0.5, and the integer weight then ties most chunks at 100k. The
-# weight is an integer: scaled so that scores keep six decimals.
-_RANKER = "ranker=expr('1000000*bm25f(1.2,0)'), idf='plain,tfidf_unnormalized'"
+# BM25's k1, as the Postgres side's (ingestion/search.py); the candidates' partial scores use no length
+# normalisation (b 0): exact BM25 in Postgres then ranks them.
+_K1 = 1.2
 _PLAIN = re.compile(r"[a-z0-9]{1,40}")
 _BATCH = 500
 
@@ -158,21 +156,34 @@ class FulltextEngine:
 
     # -- ranking --------------------------------------------------------------------------------------
 
-    def rank(self, lexemes: Sequence[str], limit: int, collection: str | None = None,
-             product: str | None = None) -> list[int]:
-        """Chunk ids holding any of *lexemes* (Postgres lexemes of the question), best BM25F first."""
-        if not lexemes:
-            return []
-        match = " | ".join(dict.fromkeys(encode_lexeme(x) for x in lexemes))
-        where, args = "MATCH(%s)", [match]
+    def rank(self, terms: Sequence[tuple[str, float]], limit: int, depth: int = 1000,
+             collection: str | None = None, product: str | None = None) -> list[int]:
+        """Candidate chunk ids for the question's *terms* ((Postgres lexeme, IDF) pairs), best first.
+
+        Each term's postings come from the engine in term-frequency order, the *depth* most frequent (one
+        statement per term, ranked by its count in the chunk alone); a chunk's partial score is then
+        sum(idf × tf·(k1 + 1) / (tf + k1)) over the lists it is in, with Postgres' IDF. Nothing of the engine's
+        own statistics enters: Sphinx computes IDF per index chunk (real-time indexes keep several), which
+        ranked 1M chunks far from BM25."""
+        scores: dict[int, float] = {}
+        for lexeme, idf in terms:
+            for chunk_id, tf in self.postings(lexeme, depth, collection, product):
+                scores[chunk_id] = scores.get(chunk_id, 0.0) + idf * tf * (_K1 + 1) / (tf + _K1)
+        return sorted(scores, key=lambda c: (-round(scores[c], 9), c))[:limit]
+
+    def postings(self, lexeme: str, depth: int, collection: str | None = None,
+                 product: str | None = None) -> list[tuple[int, int]]:
+        """(chunk id, tf) of the *depth* chunks where *lexeme* counts most (tf as exact BM25 counts it)."""
+        where, args = "MATCH(%s)", [encode_lexeme(lexeme)]
         if collection is not None:
             where, args = where + " AND collection = %s", [*args, collection]
         if product is not None:
             where, args = where + " AND product = %s", [*args, product]
-        sql = (f"SELECT id, WEIGHT() AS w FROM {self.url.index} WHERE {where} ORDER BY w DESC, id ASC "
-               f"LIMIT {int(limit)} OPTION {_RANKER}")
+        depth = max(1, int(depth))
+        sql = (f"SELECT id, WEIGHT() AS tf FROM {self.url.index} WHERE {where} ORDER BY tf DESC, id ASC "
+               f"LIMIT {depth} OPTION ranker=expr('sum(hit_count)'), max_matches={max(depth, 1000)}")
         try:
-            return [int(row[0]) for row in self.execute(sql, args)]
+            return [(int(row[0]), int(row[1])) for row in self.execute(sql, args)]
         except EngineError:
             ENGINE_ERRORS.labels("rank").inc()
             raise

@@ -171,6 +171,8 @@ ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id
 LIMIT %(candidates)s
 """
 
+# SUPPORTBOT_BM25=engine: postings read from the engine per word of the question (its most frequent chunks).
+ENGINE_DEPTH = 1000
 # SUPPORTBOT_BM25=engine: the engine's candidates (%(text_candidates)s, ids) scored by exact BM25, as above;
 # ids the engine still holds after their chunk was deleted have no postings, and drop out.
 _RESCORE_SQL = """
@@ -369,12 +371,13 @@ class Searcher:
 
     def engine_ranking(self, conn: Connection, params: dict[str, Any], collection: str | None = None,
                        product: str | None = None) -> list[int] | None:
-        """The full-text side through the engine: its best %(rescore)s chunks by BM25F, ranked by exact BM25
-        (the engine's BM25F has no length normalisation and its own IDF; scoring its candidates here keeps
-        one ranking whatever finds them). None (and a warning) when the engine fails."""
+        """The full-text side through the engine: the best %(rescore)s candidates of its postings (each word's
+        ENGINE_DEPTH most frequent, scored with this corpus' IDF), ranked by exact BM25 here. None (and a
+        warning) when the engine fails."""
         assert self.engine is not None
+        terms = list(zip(params["match_lexemes"], params["match_idfs"], strict=True))
         try:
-            candidates = self.engine.rank(params["match_lexemes"], params["rescore"], collection, product)
+            candidates = self.engine.rank(terms, params["rescore"], ENGINE_DEPTH, collection, product)
         except EngineError as exc:
             log.warning("%s; this search uses impact BM25 in Postgres", exc)
             return None
