@@ -163,8 +163,8 @@ class FulltextEngine:
         Each term's postings come from the engine in term-frequency order, the *depth* most frequent (one
         statement per term, ranked by its count in the chunk alone); a chunk's partial score is then
         sum(idf × tf·(k1 + 1) / (tf + k1)) over the lists it is in, with Postgres' IDF. Nothing of the engine's
-        own statistics enters: Sphinx computes IDF per index chunk (real-time indexes keep several), which
-        ranked 1M chunks far from BM25."""
+        own statistics enters: its BM25F ranked 1M chunks far from BM25 (recall@10 0.05 against exact BM25,
+        0.99 at 100k), probably as Sphinx keeps term statistics per index chunk (that index had two)."""
         scores: dict[int, float] = {}
         for lexeme, idf in terms:
             for chunk_id, tf in self.postings(lexeme, depth, collection, product):
