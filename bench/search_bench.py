@@ -655,10 +655,12 @@ def measure_engine(conn, searcher, warm, queries: list, exact_found: list[list[i
         searcher.search(text, k=k, vector=vector)
     params = [params_of(q) for q in queries]
     text_lat, found = timed(lambda p: searcher.engine_ranking(conn, p)[:k], params, budget_s)
+    from ingestion.fulltext_engine import BM25
     from ingestion.search import ENGINE_DEPTH
 
     engine_lat, _ = timed(lambda p: engine.rank(list(zip(p["match_lexemes"], p["match_idfs"], strict=True)),
-                                                p["rescore"], ENGINE_DEPTH), params, budget_s)
+                                                p["rescore"], BM25(p["k1"], p["b"], p["avgdl"]), ENGINE_DEPTH),
+                          params, budget_s)
     n = min(len(found), len(exact_found))
     out = {"text": summary(text_lat, recall=recall_at(found[:n], exact_found[:n], k) if n else None),
            "engine_alone": summary(engine_lat)}

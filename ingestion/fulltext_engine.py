@@ -39,9 +39,15 @@ ENGINE_ERRORS = Counter(
     "supportbot_fulltext_engine_errors_total",
     "Full-text engine calls that failed (a failed search falls back to impact BM25 in Postgres)", ["operation"])
 
-# BM25's k1, as the Postgres side's (ingestion/search.py); the candidates' partial scores use no length
-# normalisation (b 0): exact BM25 in Postgres then ranks them.
-_K1 = 1.2
+
+
+@dataclass(frozen=True)
+class BM25:
+    """The Postgres side's BM25 parameters and the corpus' average chunk length (in distinct lexemes)."""
+
+    k1: float
+    b: float
+    avgdl: float
 _PLAIN = re.compile(r"[a-z0-9]{1,40}")
 _BATCH = 500
 
@@ -81,7 +87,7 @@ class EngineUrl:
 # The document's chunks as engine rows: id, lexemes each repeated tf times (tf as exact BM25 counts it:
 # positions, plus the heading-path ones once more), document, collection, product.
 _CHUNK_ROWS_SQL = """
-SELECT c.id, c.document_id, c.collection, coalesce(c.product, ''), l.lexemes, l.tfs
+SELECT c.id, c.document_id, c.collection, coalesce(c.product, ''), length(c.tsv) AS dl, l.lexemes, l.tfs
 FROM chunks c CROSS JOIN LATERAL (
     SELECT array_agg(u.lexeme) AS lexemes,
            array_agg(cardinality(u.positions) + cardinality(array_positions(u.weights, 'A'))) AS tfs
@@ -156,34 +162,38 @@ class FulltextEngine:
 
     # -- ranking --------------------------------------------------------------------------------------
 
-    def rank(self, terms: Sequence[tuple[str, float]], limit: int, depth: int = 1000,
+    def rank(self, terms: Sequence[tuple[str, float]], limit: int, bm25: BM25, depth: int = 1000,
              collection: str | None = None, product: str | None = None) -> list[int]:
         """Candidate chunk ids for the question's *terms* ((Postgres lexeme, IDF) pairs), best first.
 
-        Each term's postings come from the engine in term-frequency order, the *depth* most frequent (one
-        statement per term, ranked by its count in the chunk alone); a chunk's partial score is then
-        sum(idf × tf·(k1 + 1) / (tf + k1)) over the lists it is in, with Postgres' IDF. Nothing of the engine's
-        own statistics enters: its BM25F ranked 1M chunks far from BM25 (recall@10 0.05 against exact BM25,
-        0.99 at 100k), probably as Sphinx keeps term statistics per index chunk (that index had two)."""
+        Each term's postings come from the engine in impact order (BM25's term weight without IDF, from the
+        word's count in the chunk and the chunk's length: Postgres' impact postings), the *depth* best (one
+        statement per term); a chunk's partial score is sum(idf × impact) over the lists it is in, with
+        Postgres' IDF. Nothing of the engine's own statistics enters: its BM25F ranked 1M chunks far from
+        BM25 (recall@10 0.05 against exact BM25, 0.99 at 100k), probably as Sphinx keeps term statistics per
+        index chunk (that index had two)."""
         scores: dict[int, float] = {}
         for lexeme, idf in terms:
-            for chunk_id, tf in self.postings(lexeme, depth, collection, product):
-                scores[chunk_id] = scores.get(chunk_id, 0.0) + idf * tf * (_K1 + 1) / (tf + _K1)
+            for chunk_id, impact in self.postings(lexeme, depth, bm25, collection, product):
+                scores[chunk_id] = scores.get(chunk_id, 0.0) + idf * impact
         return sorted(scores, key=lambda c: (-round(scores[c], 9), c))[:limit]
 
-    def postings(self, lexeme: str, depth: int, collection: str | None = None,
-                 product: str | None = None) -> list[tuple[int, int]]:
-        """(chunk id, tf) of the *depth* chunks where *lexeme* counts most (tf as exact BM25 counts it)."""
+    def postings(self, lexeme: str, depth: int, bm25: BM25, collection: str | None = None,
+                 product: str | None = None) -> list[tuple[int, float]]:
+        """(chunk id, impact) of the *depth* chunks where *lexeme* weighs most."""
         where, args = "MATCH(%s)", [encode_lexeme(lexeme)]
         if collection is not None:
             where, args = where + " AND collection = %s", [*args, collection]
         if product is not None:
             where, args = where + " AND product = %s", [*args, product]
         depth = max(1, int(depth))
-        sql = (f"SELECT id, WEIGHT() AS tf FROM {self.url.index} WHERE {where} ORDER BY tf DESC, id ASC "
+        k1, b, avgdl = float(bm25.k1), float(bm25.b), max(float(bm25.avgdl), 1.0)
+        # WEIGHT() is the word's count in the chunk (hit_count; a heading-path word is indexed twice).
+        impact = f"WEIGHT() * {k1 + 1!r} / (WEIGHT() + {k1!r} * ({1 - b!r} + {b / avgdl!r} * dl))"
+        sql = (f"SELECT id, {impact} AS impact FROM {self.url.index} WHERE {where} ORDER BY impact DESC, id ASC "
                f"LIMIT {depth} OPTION ranker=expr('sum(hit_count)'), max_matches={max(depth, 1000)}")
         try:
-            return [(int(row[0]), int(row[1])) for row in self.execute(sql, args)]
+            return [(int(row[0]), float(row[1])) for row in self.execute(sql, args)]
         except EngineError:
             ENGINE_ERRORS.labels("rank").inc()
             raise
@@ -271,11 +281,11 @@ class FulltextEngine:
         for start in range(0, len(rows), _BATCH):
             batch = rows[start:start + _BATCH]
             values, args = [], []
-            for chunk_id, document_id, collection, product, lexemes, tfs in batch:
+            for chunk_id, document_id, collection, product, dl, lexemes, tfs in batch:
                 body = " ".join(" ".join([encode_lexeme(x)] * n) for x, n in zip(lexemes or (), tfs or (), strict=True))
-                values.append("(%s, %s, %s, %s, %s)")
-                args += [chunk_id, body, document_id, collection, product]
-            self.execute(f"REPLACE INTO {self.url.index} (id, body, document_id, collection, product) VALUES "
+                values.append("(%s, %s, %s, %s, %s, %s)")
+                args += [chunk_id, body, document_id, collection, product, dl]
+            self.execute(f"REPLACE INTO {self.url.index} (id, body, document_id, collection, product, dl) VALUES "
                          + ", ".join(values), args)
         return len(rows)
 

@@ -13,7 +13,7 @@ from psycopg.rows import dict_row, tuple_row
 
 from ingestion.chunk import HEADING_SEPARATOR
 from ingestion.embed import Embedder
-from ingestion.fulltext_engine import EngineError, FulltextEngine, engine_for
+from ingestion.fulltext_engine import BM25, EngineError, FulltextEngine, engine_for
 from supportbot.database import Database
 from supportbot.settings import Settings, get_settings
 
@@ -372,12 +372,13 @@ class Searcher:
     def engine_ranking(self, conn: Connection, params: dict[str, Any], collection: str | None = None,
                        product: str | None = None) -> list[int] | None:
         """The full-text side through the engine: the best %(rescore)s candidates of its postings (each word's
-        ENGINE_DEPTH most frequent, scored with this corpus' IDF), ranked by exact BM25 here. None (and a
+        ENGINE_DEPTH best by impact, scored with this corpus' IDF), ranked by exact BM25 here. None (and a
         warning) when the engine fails."""
         assert self.engine is not None
         terms = list(zip(params["match_lexemes"], params["match_idfs"], strict=True))
         try:
-            candidates = self.engine.rank(terms, params["rescore"], ENGINE_DEPTH, collection, product)
+            bm25 = BM25(params["k1"], params["b"], params["avgdl"])
+            candidates = self.engine.rank(terms, params["rescore"], bm25, ENGINE_DEPTH, collection, product)
         except EngineError as exc:
             log.warning("%s; this search uses impact BM25 in Postgres", exc)
             return None

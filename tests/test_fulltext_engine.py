@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
-from ingestion.fulltext_engine import EngineError, EngineUrl, FulltextEngine, encode_lexeme, wait_until_ready
+from ingestion.fulltext_engine import BM25, EngineError, EngineUrl, FulltextEngine, encode_lexeme, wait_until_ready
 from ingestion.search import Searcher
 from ingestion.store import delete_document
 from supportbot.settings import get_settings
@@ -126,13 +126,14 @@ def test_engine_search_ranks_like_bm25_and_follows_every_write(sample_kb, ingest
         assert _text_ranking(searcher, question, **filters) == _text_ranking(exact, question, **filters), question
     assert _text_ranking(searcher, QUESTIONS[0], collection="other") == []
     assert _text_ranking(searcher, QUESTIONS[0], product="another-product") == []
-    # The engine's candidates alone (partial BM25 without length normalisation): the best chunk is exact
+    # The engine's candidates alone (partial BM25 from each word's best postings): the best chunk is exact
     # BM25's here too.
     with db.connection() as conn:
         for question in QUESTIONS:
             params = searcher.statement_params(conn, question, np.zeros(384), 20, None, None)
             terms = list(zip(params["match_lexemes"], params["match_idfs"], strict=True))
-            assert engine.rank(terms, 20)[0] == _text_ranking(exact, question)[0], question
+            bm25 = BM25(params["k1"], params["b"], params["avgdl"])
+            assert engine.rank(terms, 20, bm25)[0] == _text_ranking(exact, question)[0], question
 
     # A new document, a new version of it, its deletion: each is in the engine by the next search.
     doc = ingestor.ingest_file(manual_md)
@@ -150,7 +151,7 @@ def test_engine_search_ranks_like_bm25_and_follows_every_write(sample_kb, ingest
     # A chunk the engine still holds after Postgres deleted it (say, written back by hand) is never a hit.
     engine.execute("REPLACE INTO supportbot_chunks (id, body, document_id, collection, product) "
                    "VALUES (999999, 'factori reset reset reset', 424242, 'sample', 'aurora-x2')")
-    assert 999999 in engine.rank([("factori", 1.0), ("reset", 1.0)], 10)
+    assert 999999 in engine.rank([("factori", 1.0), ("reset", 1.0)], 10, BM25(1.2, 0.5, 50.0))
     assert _text_ranking(searcher, QUESTIONS[0]) == _text_ranking(exact, QUESTIONS[0])
 
 
