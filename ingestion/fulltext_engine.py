@@ -40,7 +40,6 @@ ENGINE_ERRORS = Counter(
     "Full-text engine calls that failed (a failed search falls back to impact BM25 in Postgres)", ["operation"])
 
 
-
 @dataclass(frozen=True)
 class BM25:
     """The Postgres side's BM25 parameters and the corpus' average chunk length (in distinct lexemes)."""
@@ -48,6 +47,8 @@ class BM25:
     k1: float
     b: float
     avgdl: float
+
+
 _PLAIN = re.compile(r"[a-z0-9]{1,40}")
 _BATCH = 500
 
@@ -84,8 +85,8 @@ class EngineUrl:
                    unquote(parts.password) if parts.password else None)
 
 
-# The document's chunks as engine rows: id, lexemes each repeated tf times (tf as exact BM25 counts it:
-# positions, plus the heading-path ones once more), document, collection, product.
+# Chunks as engine rows: id, document, collection, product, length in distinct lexemes (BM25's dl), and the
+# lexemes with their tf as exact BM25 counts it (positions, plus the heading-path ones once more).
 _CHUNK_ROWS_SQL = """
 SELECT c.id, c.document_id, c.collection, coalesce(c.product, ''), length(c.tsv) AS dl, l.lexemes, l.tfs
 FROM chunks c CROSS JOIN LATERAL (
@@ -101,8 +102,8 @@ ORDER BY c.id
 # writes into the engine while it is emptied and refilled (and none ranks with a half-filled one).
 REBUILD_LOCK = 0x5B7E_F7E1
 
-# Documents written or deleted since the engine last saw them (the first in the queue, one at a time, each
-# locked so that two searches never apply the same one).
+# Documents written or deleted since the engine last saw them, oldest first, each locked so that two searches
+# never apply the same one.
 _NEXT_PENDING_SQL = """
 SELECT document_id, queued_at FROM fulltext_pending ORDER BY queued_at LIMIT %s FOR UPDATE SKIP LOCKED
 """
@@ -229,7 +230,9 @@ class FulltextEngine:
 
         Holds REBUILD_LOCK alone throughout: searches meanwhile rank with impact BM25 in Postgres. The queue
         is emptied first, so a document written while the chunks are read is queued again (and applied by
-        the first search after the rebuild; one read by both is applied twice, which changes nothing)."""
+        the first search after the rebuild; one read by both is applied twice, which changes nothing). A
+        rebuild that fails half-way leaves the engine partly filled: run it again (`fulltext status` shows
+        the counts)."""
         with db.connection() as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (REBUILD_LOCK,))  # waits for searches applying the queue
             conn.commit()
