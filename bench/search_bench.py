@@ -646,21 +646,15 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
 def measure_engine(conn, searcher, warm, queries: list, exact_found: list[list[int]], k: int,
                    budget_s: float) -> dict[str, Any]:
     """SUPPORTBOT_BM25=engine: the full-text side alone (the engine's candidates scored exactly; recall@k against
-    exact BM25 when the run computed it), the engine's query alone, and the hybrid search through it,
+    exact BM25 when the run computed it), the engine's statements alone, and the hybrid search through it,
     unfiltered and filtered."""
-    engine = searcher.engine
     params_of = lambda q: hybrid_statement(warm, conn, q[0], q[1], k)[1]  # noqa: E731
     progress("  full-text engine: warm-up, then full text alone")
     for text, vector in queries[:10]:
         searcher.search(text, k=k, vector=vector)
     params = [params_of(q) for q in queries]
     text_lat, found = timed(lambda p: searcher.engine_ranking(conn, p)[:k], params, budget_s)
-    from ingestion.fulltext_engine import BM25
-    from ingestion.search import ENGINE_DEPTH
-
-    engine_lat, _ = timed(lambda p: engine.rank(list(zip(p["match_lexemes"], p["match_idfs"], strict=True)),
-                                                p["rescore"], BM25(p["k1"], p["b"], p["avgdl"]), ENGINE_DEPTH),
-                          params, budget_s)
+    engine_lat, _ = timed(searcher.engine_candidates, params, budget_s)
     n = min(len(found), len(exact_found))
     out = {"text": summary(text_lat, recall=recall_at(found[:n], exact_found[:n], k) if n else None),
            "engine_alone": summary(engine_lat)}

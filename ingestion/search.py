@@ -171,8 +171,9 @@ ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id
 LIMIT %(candidates)s
 """
 
-# SUPPORTBOT_BM25=engine: postings read from the engine per word of the question (its most frequent chunks).
+# SUPPORTBOT_BM25=engine: postings read from the engine per word of the question (its best chunks by impact).
 ENGINE_DEPTH = 1000
+_ENGINE_FALLBACK = "%s; this search uses impact BM25 in Postgres"
 # SUPPORTBOT_BM25=engine: the engine's candidates (%(text_candidates)s, ids) scored by exact BM25, as above;
 # ids the engine still holds after their chunk was deleted have no postings, and drop out.
 _RESCORE_SQL = """
@@ -366,7 +367,7 @@ class Searcher:
             self.engine.apply_pending(self.db)
             return True
         except EngineError as exc:
-            log.warning("%s; this search uses impact BM25 in Postgres", exc)
+            log.warning(_ENGINE_FALLBACK, exc)
             return False
 
     def engine_ranking(self, conn: Connection, params: dict[str, Any], collection: str | None = None,
@@ -374,16 +375,21 @@ class Searcher:
         """The full-text side through the engine: the best %(rescore)s candidates of its postings (each word's
         ENGINE_DEPTH best by impact, scored with this corpus' IDF), ranked by exact BM25 here. None (and a
         warning) when the engine fails."""
-        assert self.engine is not None
-        terms = list(zip(params["match_lexemes"], params["match_idfs"], strict=True))
         try:
-            bm25 = BM25(params["k1"], params["b"], params["avgdl"])
-            candidates = self.engine.rank(terms, params["rescore"], bm25, ENGINE_DEPTH, collection, product)
+            candidates = self.engine_candidates(params, collection, product)
         except EngineError as exc:
-            log.warning("%s; this search uses impact BM25 in Postgres", exc)
+            log.warning(_ENGINE_FALLBACK, exc)
             return None
         rows = conn.cursor(row_factory=tuple_row).execute(_RESCORE_SQL, {**params, "text_candidates": candidates})
         return [r[0] for r in rows.fetchall()]
+
+    def engine_candidates(self, params: dict[str, Any], collection: str | None = None,
+                          product: str | None = None) -> list[int]:
+        """The engine's best %(rescore)s candidates for the question of *params* (raises EngineError)."""
+        assert self.engine is not None
+        terms = list(zip(params["match_lexemes"], params["match_idfs"], strict=True))
+        bm25 = BM25(params["k1"], params["b"], params["avgdl"])
+        return self.engine.rank(terms, params["rescore"], bm25, ENGINE_DEPTH, collection, product)
 
     def _configure_vector_scan(self, conn: Connection, k: int) -> None:
         # Filters are applied during the index scan, which goes on until it has enough rows. No
