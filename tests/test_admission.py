@@ -2,7 +2,9 @@
 
 A "slow answer in flight" is made deterministic by holding the real model's lock (bot/llm.py): the
 request gets its slot, stores its question, and waits for the model exactly as it does behind
-another customer's answer.
+another customer's answer. The lock serialises generations only with batching off (continuous
+batching never takes it), so these services run with ``batching="off"``; with batching on, the
+answer in flight would finish whenever the model does, and on a fast machine before the refusal.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def test_the_bound_and_retry_after_follow_measured_throughput() -> None:
 @pytest.fixture
 def app_and_service(database_url, db, ingestor):
     ingestor.ingest_paths([SAMPLE_KB])
-    service = SupportService(Settings(database_url=database_url, max_queued_answers=1, retry_after_s=7), db=db)
+    service = SupportService(Settings(database_url=database_url, max_queued_answers=1, retry_after_s=7,
+                                        batching="off"), db=db)
     return create_app(service, mount_chat=False), service
 
 
