@@ -459,17 +459,18 @@ class Searcher:
                      product: str | None = None) -> TextRanking:
         """Impact BM25's ranking (ids, best first, at most params["candidates"]).
 
-        Each pass reads up to depth postings per word and scores the best `rescore` candidates
-        exactly. When a chunk left out could still score above the k-th returned (the bound floor +
-        excess of _IMPACT_TEXT_SQL), the next pass scores twice as many and reads four times deeper
-        in the cut lists that weigh most in the bound (IDF × last impact read, largest first, until
-        they cover the gap: common words with long lists are read deeper only when they must), up to
-        max_per_term. The top k are then those of exact BM25 (equal scores may swap ids), as long as
-        the stored impacts were computed at the current average chunk length (see migration 0008).
+        Each pass reads up to depth postings per word and scores the best `rescore` candidates exactly. When a chunk
+        left out could still score above the k-th returned (the bound floor + excess of _IMPACT_TEXT_SQL), the next
+        pass scores twice as many (as many as a pass may, once no list can be read deeper) and reads four times
+        deeper in the cut lists that weigh most in the bound (IDF × last impact read, largest first, until they
+        cover the gap: common words with long lists are read deeper only when they must), up to max_per_term. The
+        top k are then those of exact BM25 (equal scores may swap ids), as long as the stored impacts were computed
+        at the current average chunk length (see migration 0008).
         """
         sql = impact_text_sql(collection, product)
         idfs = params["match_idfs"]
         depths, rescore, passes = [self.per_term] * len(idfs), params["rescore"], 0
+        most = max(16 * params["rescore"], 4 * k)  # candidates scored exactly in a pass, at most
         while True:
             passes += 1
             rows = conn.cursor(row_factory=tuple_row).execute(
@@ -488,7 +489,7 @@ class Searcher:
                 (i for i, theta in enumerate(thetas) if theta > 0 and depths[i] < self.max_per_term),
                 key=lambda i: -idfs[i] * thetas[i])
             # Nothing left to read deeper: only scoring more candidates can still help (up to 16 × the first).
-            if not deeper and (certified or next_excess is None or rescore >= max(16 * params["rescore"], 4 * k)):
+            if not deeper and (certified or next_excess is None or rescore >= most):
                 return TextRanking(ids, max(depths, default=self.per_term), rescore, passes, certified)
             covered = 0.0
             for i in deeper:
@@ -496,7 +497,9 @@ class Searcher:
                 covered += idfs[i] * thetas[i]
                 if covered >= gap:
                     break
-            rescore *= 2
+            # With every list read as deep as it may be, only scoring more candidates can help; each pass reads
+            # the lists again, so one pass at the most replaces a series of doublings.
+            rescore = most if not deeper else min(2 * rescore, most)
 
     def section_texts(self, hits: list[Hit]) -> dict[tuple[int, tuple[str, ...]], list[str]]:
         """The texts of all chunks of each hit's section (same document and heading path), in order.

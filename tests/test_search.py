@@ -208,7 +208,8 @@ def test_impact_bm25_reads_deeper_until_no_unscored_chunk_can_outrank_the_kth(sa
     exact = Searcher(db, embedder, bm25="exact")
     one_pass = Searcher(db, embedder, bm25="impact", per_term=1)
     deepening = Searcher(db, embedder, bm25="impact", per_term=1, max_per_term=1_000_000)
-    deeper = 0
+    capped = Searcher(db, embedder, bm25="impact", per_term=3)
+    deeper = rescored_more = 0
     with db.connection() as conn:
         for question in QUESTIONS:
             for filters in ({}, {"collection": "sample", "product": "aurora-x2"}):
@@ -221,10 +222,15 @@ def test_impact_bm25_reads_deeper_until_no_unscored_chunk_can_outrank_the_kth(sa
                 assert ranking.ids[:20] == exact_ids, question
                 deeper += ranking.passes > 1
                 first = one_pass.text_ranking(conn, params, 20, **filters)
-                assert first.passes == 1 and first.per_term == 1
+                assert first.per_term == 1
                 if len(exact_ids) > len(first.ids):
                     assert not first.certified, question  # lists were cut: nothing proves the top k
-        assert deeper > 0
+                # No list may be read deeper: at most one more pass, which scores as many candidates as a pass
+                # may (16 × the first, at least 4 k), instead of doubling them pass after pass.
+                shallow = capped.text_ranking(conn, params, 20, **filters)
+                assert shallow.passes == 1 or (shallow.passes, shallow.rescored) == (2, 80), question
+                rescored_more += shallow.passes == 2
+        assert deeper > 0 and rescored_more > 0
         # A question whose words the filter does not hold: nothing to rank, nothing left out.
         params = deepening.statement_params(conn, QUESTIONS[0], np.zeros(384), 5, "other", None)
         assert deepening.text_ranking(conn, params, 5, collection="other").ids == []
