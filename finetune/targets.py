@@ -15,16 +15,16 @@ clean-up and PII redaction) is rewritten sentence by sentence, and every change 
   conversation ends before that turn (or is dropped when no agent turn is left).
 
 :class:`TemplateCap` then keeps at most ``cap`` near-identical replies (word-trigram Jaccard ≥ 0.6 with the first of
-their kind, or the same five opening words), so that no brand's template dominates what the model learns
-(``template``); replies made only of greetings, apologies and closers ("Hi there. Hope this helps.", "Hi there, we're
-sorry for the trouble. Let us know if you have any questions.") count as one template: one epoch on them made "Hi
-there. Hope this helps." 7 of 64 generated replies. Pleasantries inside replies with content are capped too
-(``pleasantry``): each class — apology, thanks, closer, offer to help (:func:`pleasantry`) — is kept in at most 5 % of
-the targets and once per reply, else cut (a greeting before it stays). No single apology was frequent in the Twitter
-targets (the most common, "sorry for the trouble", 5 of 363), but 174 of the 363 replies held one of these sentences
-(thanks 80, closers 74, apologies 46, offers 19), and greedy decoding strings them together: "Hi there, we're sorry
-for the trouble. We're here to help. Let us know if you have any questions." was 7 of 64 generated replies, and 34 of
-64 said nothing else.
+their kind), so that no brand's template dominates what the model learns (``template``); replies made only of
+greetings, apologies and closers ("Hi there. Hope this helps.", "Hi there, we're sorry for the trouble. Let us know
+if you have any questions.") count as one template: one epoch on them made "Hi there. Hope this helps." 7 of 64
+generated replies. Pleasantries inside replies with content are capped too (``pleasantry``):
+each class — apology, thanks, closer, offer to help (:func:`pleasantry`) — is kept in at most 5 % of the targets and
+once per reply, else cut (a greeting before it stays). No single apology was frequent in the Twitter targets (the
+most common, "sorry for the trouble", 5 of 363), but 174 of the 363 replies held one of these sentences (thanks 80,
+closers 74, apologies 46, offers 19), and greedy decoding strings them together: "Hi there, we're sorry for the
+trouble. We're here to help. Let us know if you have any questions." was 7 of 64 generated replies, and 34 of 64
+said nothing else.
 The generated-reply checks of :mod:`finetune.evaluate` use the same patterns (:func:`reply_flags`).
 """
 
@@ -181,40 +181,25 @@ def rewrite_turns(turns: list[Turn], rules: Counter[str]) -> list[Turn]:
     return out
 
 
-OPENING_WORDS = 5
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(re.sub(r"\d+", "0", text.lower()))
-
-
 def _shingles(text: str) -> frozenset[tuple[str, ...]]:
-    words = _words(text)
+    words = _WORD.findall(re.sub(r"\d+", "0", text.lower()))
     return frozenset(zip(words, words[1:], words[2:], strict=False)) or frozenset({tuple(words)})
-
-
-def _opening(text: str) -> tuple[str, ...] | None:
-    """The first OPENING_WORDS words after a greeting ("Hi there,"), None for a shorter reply."""
-    words = _words(_GREETING_PREFIX.sub("", text.strip(), count=1))
-    return tuple(words[:OPENING_WORDS]) if len(words) >= OPENING_WORDS else None
 
 
 @dataclass
 class TemplateCap:
     """Keeps at most *cap* near-identical replies: a reply whose word trigrams overlap a template's
-    first reply by Jaccard ≥ *threshold*, or that opens with the same five words after its greeting, is that
-    template. Replies of greetings and pleasantries only are one template. And each class of pleasantry (apology,
-    thanks, closer, offer to help) opens or closes at most *pleasantry_share* of the targets (at least *cap*): past
-    that the sentence is cut from the reply (its greeting stays), so that "Hi there, we're sorry for the trouble."
-    does not open every reply the model writes. A class is also kept once per reply ("Thanks for reaching out. …
-    Thanks!")."""
+    first reply by Jaccard ≥ *threshold* is that template. Replies of greetings and pleasantries only are one
+    template. And each class of pleasantry (apology, thanks, closer, offer to help) opens or closes at most
+    *pleasantry_share* of the targets (at least *cap*): past that the sentence is cut from the reply (its greeting
+    stays), so that "Hi there, we're sorry for the trouble." does not open every reply the model writes. A class
+    is also kept once per reply ("Thanks for reaching out. … Thanks!")."""
 
     cap: int = 3
     threshold: float = 0.6
     group_generic: bool = True  # replies of greetings, apologies and closers only are one template
     pleasantry_share: float = 0.05
-    # (first reply's trigrams, its opening, replies admitted)
-    templates: list[tuple[frozenset[tuple[str, ...]], tuple[str, ...] | None, int]] = field(default_factory=list)
+    templates: list[tuple[frozenset[tuple[str, ...]], int]] = field(default_factory=list)
     pleasantries: Counter[str] = field(default_factory=Counter)  # class → admitted targets holding one
     admitted: int = 0
 
@@ -223,12 +208,9 @@ class TemplateCap:
         return GENERIC_TEMPLATE if self.group_generic and is_generic(reply) else reply
 
     def template_of(self, reply: str) -> int | None:
-        key = self._key(reply)
-        own, opening = _shingles(key), _opening(key)
-        for index, (first, first_opening, _) in enumerate(self.templates):
-            # The same five opening words are the same template too: greedy decoding commits to a reply by its
-            # opening ("Please create a support ticket so we may assist you…" / "…so we can investigate…").
-            if len(own & first) >= self.threshold * len(own | first) or (opening and opening == first_opening):
+        own = _shingles(self._key(reply))
+        for index, (first, _) in enumerate(self.templates):
+            if len(own & first) >= self.threshold * len(own | first):
                 return index
         return None
 
@@ -257,13 +239,12 @@ class TemplateCap:
         """True when *reply* may be a target (and counts it); False when its template is at the cap."""
         index = self.template_of(reply)
         if index is None:
-            key = self._key(reply)
-            self.templates.append((_shingles(key), _opening(key), 1))
+            self.templates.append((_shingles(self._key(reply)), 1))
         else:
-            first, opening, count = self.templates[index]
+            first, count = self.templates[index]
             if count >= self.cap:
                 return False
-            self.templates[index] = (first, opening, count + 1)
+            self.templates[index] = (first, count + 1)
         self.admitted += 1
         self.pleasantries.update({kind for p in sentences(reply) if (kind := pleasantry(p))} - {"greeting", "other"})
         return True

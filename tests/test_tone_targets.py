@@ -107,11 +107,6 @@ def test_near_identical_templates_are_capped() -> None:
     admitted = [cap.admit(template.format(word)) for word in ("Transaction", "Order", "Account", "Purchase")]
     assert admitted == [True, True, False, False]
     assert cap.admit("Sorry to hear that! Which platform are you playing on?")
-    # Two endings of one brand's reply (trigram Jaccard 0.38): one template by their five opening words
-    ticket = ["Please create a support ticket so we may assist you one-on-one.",
-              "Please create a support ticket so we can investigate this matter."]
-    assert [cap.admit(reply) for reply in ticket * 2] == [True, True, False, False]
-    assert cap.admit("Please create a backup first.")  # the same four words open a different reply
     generic = ["Hi there. Hope this helps.", "Hi there. Keep us posted.", "We're sorry to hear that. Let us know!"]
     assert [cap.admit(reply) for reply in generic] == [True, True, False]  # contentless replies: one template
     share, first = template_share([template.format("a"), template.format("b"), "Hope this helps!", "Let us know!"])
