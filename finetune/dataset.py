@@ -52,16 +52,6 @@ class DatasetConfig:
     template_cap: int = 3  # near-identical agent replies kept as targets (finetune.targets.TemplateCap)
     pleasantry_share: float = 0.05  # of the targets that may hold each class of pleasantry (TemplateCap.shape)
     brands: tuple[str, ...] = ()  # only conversations with these brands/accounts/queues (any case); empty: all
-    brand_in_prompt: bool = Settings.model_fields["finetune_brand_in_prompt"].default
-
-    def system_message(self, brand: str | None) -> dict[str, str]:
-        """The system message of a conversation: the persona, and the brand it answers for when the export
-        names one — in a multi-brand export each brand's replies are then learnt as that brand's, not as one
-        average voice whose most frequent reply every customer gets."""
-        name = (brand or "").strip().lstrip("@").strip()
-        if not (self.brand_in_prompt and name):
-            return {"role": "system", "content": self.system_prompt}
-        return {"role": "system", "content": f"{self.system_prompt} You answer for {name}."}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DatasetConfig:
@@ -71,7 +61,6 @@ class DatasetConfig:
             val_fraction=settings.finetune_val_fraction,
             seed=settings.finetune_seed,
             keep_handles=tuple(h.strip() for h in settings.finetune_keep_handles.split(",") if h.strip()),
-            brand_in_prompt=settings.finetune_brand_in_prompt,
         )
 
 
@@ -218,7 +207,7 @@ def build_dataset(
             report.dropped["template"] += 1
             unused.append((conversation, first))
             continue
-        messages = [config.system_message(conversation.brand)]
+        messages = [{"role": "system", "content": config.system_prompt}]
         messages += [{"role": _CHAT_ROLES[t.role], "content": t.text} for t in turns]
         encoded = tokenize_example(messages, tokenizer)
         if len(encoded["input_ids"]) > config.max_tokens:
@@ -240,8 +229,8 @@ def build_dataset(
             "agent": agent_tokens,
         }
     report.seconds["build"] = round(time.perf_counter() - started, 2)
-    prompts = [Example(c.id, c.source, c.brand,
-                       [config.system_message(c.brand)] + [{"role": "user", "content": t.text} for t in turns])
+    system = [{"role": "system", "content": config.system_prompt}]
+    prompts = [Example(c.id, c.source, c.brand, system + [{"role": "user", "content": t.text} for t in turns])
                for c, turns in unused if turns]
     return Dataset(train, validation, report, prompts)
 

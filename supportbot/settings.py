@@ -216,10 +216,6 @@ class Settings(BaseSettings):
         default="You are a friendly, concise customer-support agent. Help the customer in a warm, clear tone.",
         description="System message of every training example (the support persona).",
     )
-    finetune_brand_in_prompt: bool = Field(
-        default=True, description="Name the conversation's brand (the export's brand field) in its system message: "
-        "a multi-brand export then teaches each brand's own replies instead of one average voice.",
-    )
     finetune_max_tokens: int = Field(
         default=1024, ge=32, description="Training examples longer than this (chat-template tokens) are dropped."
     )

@@ -94,11 +94,7 @@ def test_hygiene_drops_by_reason_and_counts_pii(tokenizer: Any) -> None:
     kettle, refund = dataset.train
     assert kettle.id == "kettle" and kettle.brand == "AcmeHelp"
     assert [m["role"] for m in kettle.messages] == ["system", "user", "assistant"]
-    # The brand the export names is in the system message, so each brand's replies are learnt as its own.
-    assert kettle.messages[0]["content"] == f"{DatasetConfig().system_prompt} You answer for AcmeHelp."
-    plain = {"role": "system", "content": DatasetConfig().system_prompt}
-    assert DatasetConfig(brand_in_prompt=False).system_message("AcmeHelp") == plain
-    assert DatasetConfig().system_message(None) == plain == DatasetConfig().system_message(" @ ")
+    assert kettle.messages[0]["content"] == DatasetConfig().system_prompt
     assert kettle.messages[1]["content"] == "my kettle won't switch on, email me at <EMAIL>"
     # The target loses the customer's name; the second reply was a link and "Thanks.": no target, so the
     # conversation ends before it (finetune.targets).
