@@ -222,7 +222,7 @@ def test_impact_bm25_reads_deeper_until_no_unscored_chunk_can_outrank_the_kth(sa
                 assert ranking.ids[:20] == exact_ids, question
                 deeper += ranking.passes > 1
                 first = one_pass.text_ranking(conn, params, 20, **filters)
-                assert first.per_term == 1
+                assert first.passes == 1 and first.per_term == 1
                 if len(exact_ids) > len(first.ids):
                     assert not first.certified, question  # lists were cut: nothing proves the top k
                 # No list may be read deeper: at most one more pass, which scores as many candidates as a pass
