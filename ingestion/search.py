@@ -488,7 +488,6 @@ class Searcher:
             deeper = [] if certified else sorted(
                 (i for i, theta in enumerate(thetas) if theta > 0 and depths[i] < self.max_per_term),
                 key=lambda i: -idfs[i] * thetas[i])
-            # Nothing left to read deeper: only scoring more candidates can still help (up to 16 × the first).
             if not deeper and (certified or next_excess is None or rescore >= most):
                 return TextRanking(ids, max(depths, default=self.per_term), rescore, passes, certified)
             covered = 0.0
@@ -497,8 +496,8 @@ class Searcher:
                 covered += idfs[i] * thetas[i]
                 if covered >= gap:
                     break
-            # With every list read as deep as it may be, only scoring more candidates can help; each pass reads
-            # the lists again, so one pass at the most replaces a series of doublings.
+            # Nothing left to read deeper: only scoring more candidates can still help, and each pass reads the
+            # lists again, so one pass at the most replaces a series of doublings.
             rescore = most if not deeper else min(2 * rescore, most)
 
     def section_texts(self, hits: list[Hit]) -> dict[tuple[int, tuple[str, ...]], list[str]]:

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from ingestion.fulltext_engine import BM25, EngineError, EngineUrl, FulltextEngine, encode_lexeme, wait_until_ready
-from ingestion.search import Searcher
+from ingestion.search import BM25_B, BM25_K1, Searcher
 from ingestion.store import delete_document
 from supportbot.settings import get_settings
 
@@ -151,7 +151,7 @@ def test_engine_search_ranks_like_bm25_and_follows_every_write(sample_kb, ingest
     # A chunk the engine still holds after Postgres deleted it (say, written back by hand) is never a hit.
     engine.execute("REPLACE INTO supportbot_chunks (id, body, document_id, collection, product) "
                    "VALUES (999999, 'factori reset reset reset', 424242, 'sample', 'aurora-x2')")
-    assert 999999 in engine.rank([("factori", 1.0), ("reset", 1.0)], 10, BM25(1.2, 0.5, 50.0))
+    assert 999999 in engine.rank([("factori", 1.0), ("reset", 1.0)], 10, BM25(BM25_K1, BM25_B, 50.0))
     assert _text_ranking(searcher, QUESTIONS[0]) == _text_ranking(exact, QUESTIONS[0])
 
 
