@@ -14,6 +14,7 @@ from psycopg.rows import dict_row, tuple_row
 from ingestion.chunk import HEADING_SEPARATOR
 from ingestion.embed import Embedder
 from ingestion.fulltext_engine import BM25, EngineError, FulltextEngine, engine_for
+from ingestion.impact_bm25 import EXACT_SCORE_SQL, RESCORE_FACTOR, TextRanking, impact_ranking
 from supportbot.database import Database
 from supportbot.settings import Settings, get_settings
 
@@ -29,9 +30,6 @@ find look give go come see try start stop put set turn let say ask
 """
 BM25_K1 = 1.2
 BM25_B = 0.5  # chunks are short and similar in length: normalise length only mildly
-
-# Impact BM25 scores exactly this many times the RRF candidates, best by partial score first.
-RESCORE_FACTOR = 4
 
 # Lexemes that more chunks hold than this share still add their (small) IDF to a matched chunk's
 # score, but do not make a chunk match: a word in every heading path (the manual's title) would
@@ -104,73 +102,6 @@ text_hits AS (
 ),
 """
 
-# A candidate's exact BM25 score from its postings of the question's words (primary-key lookups in chunk_terms).
-_EXACT_SCORE = """CROSS JOIN LATERAL (
-    SELECT sum(t.idf * ct.tf * (%(k1)s + 1) / (ct.tf + %(k1)s * (1 - %(b)s + %(b)s * ct.dl / %(avgdl)s))) AS score
-    FROM chunk_terms ct
-    JOIN unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf) ON t.lexeme = ct.lexeme
-    WHERE ct.chunk_id = k.chunk_id AND ct.lexeme = ANY(%(lexemes)s::text[])
-) e"""
-
-# Both sides round the score (9 decimals) before breaking ties by id: equal scores summed in another
-# order must stay equal. Impact BM25 rounds the excess of every chunk it read in float8 (round(x * 1e6)):
-# a cast to numeric per chunk was half the statement's time at 100k chunks (15k chunks read, 59 → 27 ms).
-#
-# Impact-ordered BM25 (the default), its own statement before the hybrid one: the best %(depths)s[i]
-# postings of each informative word, read from chunk_terms in impact order (an index-only range scan
-# each); theta, per word, the last impact read when its list was cut (0 when read whole): no unread
-# posting of that word weighs more. A chunk's score is then at most
-#     floor + excess,  floor = sum of idf·theta over the words read + idf·(best impact) of the words not
-#     read (in more than half the chunks), excess = sum of idf·(impact − theta) over the lists it was read in
-# (0 for a chunk read in none). The %(rescore)s chunks of highest excess are scored exactly over all the
-# question's words (primary-key lookups); the statement also returns floor and the next excess, so that
-# the caller knows whether any chunk left out could beat its k-th score, and reads deeper if so.
-# {filter} narrows the postings to the collection (its own index) and product.
-_IMPACT_TEXT_SQL = """
-WITH m AS (
-    SELECT * FROM unnest(%(match_lexemes)s::text[], %(match_idfs)s::float8[], %(depths)s::int[])
-                  AS m(lexeme, idf, depth)
-),
-lists AS MATERIALIZED (  -- one row per word: the postings read, as arrays (no per-posting join below)
-    SELECT m.lexeme, m.idf, p.ids, p.impacts, CASE WHEN p.n >= m.depth THEN p.low ELSE 0 END AS theta
-    FROM m CROSS JOIN LATERAL (
-        SELECT array_agg(r.chunk_id) AS ids, array_agg(r.impact) AS impacts, count(*) AS n, min(r.impact) AS low
-        FROM (
-            SELECT ct.chunk_id, ct.impact FROM chunk_terms ct
-            WHERE ct.lexeme = m.lexeme {filter}
-            ORDER BY ct.impact DESC, ct.chunk_id
-            LIMIT m.depth
-        ) r
-    ) p
-),
-bound AS (
-    SELECT coalesce((SELECT sum(idf * theta) FROM lists), 0) AS read_floor,
-           coalesce((SELECT sum(t.idf * (SELECT ct.impact FROM chunk_terms ct WHERE ct.lexeme = t.lexeme {filter}
-                                           ORDER BY ct.impact DESC LIMIT 1))
-                     FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS t(lexeme, idf)
-                     WHERE t.lexeme <> ALL(%(match_lexemes)s::text[])), 0) AS rest_floor
-),
-best AS (
-    SELECT u.chunk_id, sum(l.idf * (u.impact - l.theta)) AS excess
-    FROM lists l CROSS JOIN LATERAL unnest(l.ids, l.impacts) AS u(chunk_id, impact)
-    GROUP BY u.chunk_id
-    ORDER BY round(sum(l.idf * (u.impact - l.theta)) * 1e6) DESC, u.chunk_id
-    LIMIT %(rescore)s + 1
-),
-ranked AS (
-    SELECT chunk_id, excess, row_number() OVER (ORDER BY round(excess * 1e6) DESC, chunk_id) AS n FROM best
-)
-SELECT k.chunk_id AS id, e.score, b.read_floor, b.rest_floor,
-       (SELECT excess FROM ranked WHERE n = %(rescore)s + 1) AS next_excess,
-       ARRAY(SELECT coalesce(d.theta, 0)::float8 FROM unnest(%(match_lexemes)s::text[]) WITH ORDINALITY AS u(lexeme, i)
-             LEFT JOIN lists d USING (lexeme) ORDER BY u.i) AS thetas
-FROM ranked k CROSS JOIN bound b
-""" + _EXACT_SCORE + """
-WHERE k.n <= %(rescore)s
-ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id
-LIMIT %(candidates)s
-"""
-
 # SUPPORTBOT_BM25=engine: postings read from the engine per word of the question (its best chunks by impact).
 ENGINE_DEPTH = 1000
 _ENGINE_FALLBACK = "%s; this search uses impact BM25 in Postgres"
@@ -178,7 +109,7 @@ _ENGINE_FALLBACK = "%s; this search uses impact BM25 in Postgres"
 # ids the engine still holds after their chunk was deleted have no postings, and drop out.
 _RESCORE_SQL = """
 SELECT k.chunk_id AS id FROM unnest(%(text_candidates)s::bigint[]) AS k(chunk_id)
-""" + _EXACT_SCORE + """
+""" + EXACT_SCORE_SQL + """
 WHERE e.score IS NOT NULL
 ORDER BY round(e.score::numeric, 9) DESC, k.chunk_id
 LIMIT %(candidates)s
@@ -233,24 +164,6 @@ def hybrid_sql(bm25: str, collection: str | None, product: str | None, *, given_
     if bm25 == "exact":
         return HYBRID_SQL
     return (_GIVEN_VECTOR_SQL if given_vector else _VECTOR_SQL) + _GIVEN_TEXT_SQL + _FUSED_SQL
-
-
-def impact_text_sql(collection: str | None, product: str | None) -> str:
-    """One pass of impact BM25 (see _IMPACT_TEXT_SQL) with the filters in use."""
-    where = (" AND ct.collection = %(collection)s" if collection is not None else "") + (
-        " AND ct.product = %(product)s" if product is not None else "")
-    return _IMPACT_TEXT_SQL.format(filter=where)
-
-
-@dataclass(frozen=True)
-class TextRanking:
-    """The impact side's ranking and how it was reached."""
-
-    ids: list[int]
-    per_term: int  # postings read per word in the last pass (the deepest word)
-    rescored: int  # candidates scored exactly in the last pass
-    passes: int
-    certified: bool  # no chunk left out can score above the k-th returned (the top k equal exact BM25's)
 
 
 @dataclass(frozen=True)
@@ -457,48 +370,9 @@ class Searcher:
 
     def text_ranking(self, conn: Connection, params: dict[str, Any], k: int, collection: str | None = None,
                      product: str | None = None) -> TextRanking:
-        """Impact BM25's ranking (ids, best first, at most params["candidates"]).
-
-        Each pass reads up to depth postings per word and scores the best `rescore` candidates exactly. When a chunk
-        left out could still score above the k-th returned (the bound floor + excess of _IMPACT_TEXT_SQL), the next
-        pass scores twice as many (as many as a pass may, once no list can be read deeper) and reads four times
-        deeper in the cut lists that weigh most in the bound (IDF × last impact read, largest first, until they
-        cover the gap: common words with long lists are read deeper only when they must), up to max_per_term. The
-        top k are then those of exact BM25 (equal scores may swap ids), as long as the stored impacts were computed
-        at the current average chunk length (see migration 0008).
-        """
-        sql = impact_text_sql(collection, product)
-        idfs = params["match_idfs"]
-        depths, rescore, passes = [self.per_term] * len(idfs), params["rescore"], 0
-        most = max(16 * params["rescore"], 4 * k)  # candidates scored exactly in a pass, at most
-        while True:
-            passes += 1
-            rows = conn.cursor(row_factory=tuple_row).execute(
-                sql, {**params, "depths": depths, "rescore": rescore}).fetchall()
-            ids = [r[0] for r in rows]
-            gap = 0.0
-            if not rows:
-                certified = True  # no posting of any informative word (or none in the filter)
-            else:
-                _, _, read_floor, rest_floor, next_excess, thetas = rows[0]
-                everything = read_floor == 0 and next_excess is None  # every matching chunk scored
-                ceiling = read_floor + rest_floor + (next_excess or 0)
-                gap = ceiling - rows[k - 1][1] if len(rows) >= k else float("inf")
-                certified = everything or gap <= 1e-9 * max(1.0, ceiling)
-            deeper = [] if certified else sorted(
-                (i for i, theta in enumerate(thetas) if theta > 0 and depths[i] < self.max_per_term),
-                key=lambda i: -idfs[i] * thetas[i])
-            if not deeper and (certified or next_excess is None or rescore >= most):
-                return TextRanking(ids, max(depths, default=self.per_term), rescore, passes, certified)
-            covered = 0.0
-            for i in deeper:
-                depths[i] = min(4 * depths[i], self.max_per_term)
-                covered += idfs[i] * thetas[i]
-                if covered >= gap:
-                    break
-            # Nothing left to read deeper: only scoring more candidates can still help, and each pass reads the
-            # lists again, so one pass at the most replaces a series of doublings.
-            rescore = most if not deeper else min(2 * rescore, most)
+        """Impact BM25's ranking (ids, best first, at most params["candidates"]), reading per_term postings per word
+        at first and up to max_per_term: see :func:`ingestion.impact_bm25.impact_ranking`."""
+        return impact_ranking(conn, params, k, self.per_term, self.max_per_term, collection, product)
 
     def section_texts(self, hits: list[Hit]) -> dict[tuple[int, tuple[str, ...]], list[str]]:
         """The texts of all chunks of each hit's section (same document and heading path), in order.

@@ -218,6 +218,12 @@ def test_impact_bm25_reads_deeper_until_no_unscored_chunk_can_outrank_the_kth(sa
                 params["rescore"] = 1  # one candidate scored exactly in the first pass: the bound must do the work
                 ranking = deepening.text_ranking(conn, params, 20, **filters)
                 assert ranking.certified, question
+                # Each pass reads on from where the last stopped: no word's postings beyond the deepest depth.
+                lengths = conn.execute(
+                    "SELECT count(*) FROM chunk_terms WHERE lexeme = ANY(%s) AND (%s::text IS NULL OR collection = %s)"
+                    " GROUP BY lexeme", (params["match_lexemes"], filters.get("collection"), filters.get("collection"))
+                ).fetchall()
+                assert 0 < ranking.postings <= sum(min(row["count"], ranking.per_term) for row in lengths), question
                 exact_ids = [r["id"] for r in conn.execute(EXACT_TEXT_SQL + " LIMIT 20", params).fetchall()]
                 assert ranking.ids[:20] == exact_ids, question
                 deeper += ranking.passes > 1
