@@ -551,6 +551,8 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
             "passes_mean": round(float(np.mean([r.passes for r in rankings])), 2),
             "passes_max": int(max(r.passes for r in rankings)),
             "per_term_p50": int(percentile([r.per_term for r in rankings], 50)),
+            "postings_p50": int(percentile([r.postings for r in rankings], 50)),
+            "postings_max": int(max(r.postings for r in rankings)),
             "first_pass_per_term": warm.per_term, "max_per_term": warm.max_per_term,
         })
         out["text_exact"] = summary(exact_lat)

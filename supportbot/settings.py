@@ -81,7 +81,7 @@ class Settings(BaseSettings):
                                         description="impact: postings read per question word in the first pass.")
     bm25_max_postings_per_word: int = Field(
         default=80000, ge=1, description="impact: when a chunk left unscored could still outrank the k-th result, "
-        "read again four times deeper, up to this many postings per word (= bm25_postings_per_word: one depth, "
+        "read on, four times deeper, up to this many postings per word (= bm25_postings_per_word: one depth, "
         "then at most one pass scoring more candidates).")
     search_parallel: bool = Field(
         default=True, description="Run the vector side on a second pooled connection while the full-text side "
