@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -35,13 +36,30 @@ def start_embedded(settings: Settings) -> str:
     settings.home.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded PostgreSQL in %s", settings.pgdata)
     try:
-        server = embedded_supervisor.join(settings.pgdata, settings.embedded_pg_check_s)
+        server = embedded_supervisor.join(settings.pgdata, settings.embedded_pg_check_s,
+                                          shared_buffers(settings.embedded_pg_shared_buffers))
     except Exception as exc:  # the library raises bare errors; add where to look
         raise DatabaseError(
             f"could not start the embedded PostgreSQL in {settings.pgdata}: {exc} "
             f"(see {settings.pgdata / 'log'}, or set DATABASE_URL to use another server)"
         ) from exc
     return server.get_uri()
+
+
+def shared_buffers(setting: str) -> str:
+    """SUPPORTBOT_EMBEDDED_PG_SHARED_BUFFERS as a PostgreSQL size: auto = a quarter of the memory this process may
+    use (the smaller of the machine's and its cgroup's limit), 128MB to 8GB."""
+    if setting != "auto":
+        return setting.replace(" ", "")
+    import psutil
+
+    memory = psutil.virtual_memory().total
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        memory = min(memory, int(limit)) if limit.isdigit() else memory
+    except OSError:
+        pass
+    return f"{min(max(memory // 4 // 2**20, 128), 8192)}MB"
 
 
 def resolve_url(settings: Settings | None = None) -> str:

