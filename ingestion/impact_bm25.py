@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -66,9 +67,11 @@ WHERE t.lexeme <> ALL(%(match_lexemes)s::text[])
 """
 
 
-def _filter(collection: str | None, product: str | None) -> str:
-    return (" AND ct.collection = %(collection)s" if collection is not None else "") + (
-        " AND ct.product = %(product)s" if product is not None else "")
+@cache
+def _statement(template: str, by_collection: bool, by_product: bool) -> str:
+    """*template* with its {filter}: built once per filter combination, not once per pass."""
+    return template.format(filter=(" AND ct.collection = %(collection)s" if by_collection else "")
+                           + (" AND ct.product = %(product)s" if by_product else ""))
 
 
 @dataclass(frozen=True)
@@ -129,18 +132,18 @@ def impact_ranking(conn: Connection, params: dict[str, Any], k: int, per_term: i
     those of exact BM25 (equal scores may swap ids), as long as the stored impacts were computed at the current
     average chunk length (see migration 0008).
     """
-    where = _filter(collection, product)
+    filters = (collection is not None, product is not None)
     cur = conn.cursor(row_factory=tuple_row, binary=True)
     lists = [_Postings(w, idf) for w, idf in zip(params["match_lexemes"], params["match_idfs"], strict=True)]
     rest_floor = 0.0
     if set(params["lexemes"]) - set(params["match_lexemes"]):
-        rest_floor = float(cur.execute(_REST_FLOOR_SQL.format(filter=where), params).fetchone()[0])
+        rest_floor = float(cur.execute(_statement(_REST_FLOOR_SQL, *filters), params).fetchone()[0])
     depths, rescore, passes = [per_term] * len(lists), params["rescore"], 0
     most = max(16 * params["rescore"], 4 * k)  # candidates scored exactly in a pass, at most
     scores: dict[int, Decimal] = {}
     while True:
         passes += 1
-        _read_to(cur, lists, depths, where, params)
+        _read_to(cur, lists, depths, _statement(_POSTINGS_SQL, *filters), params)
         excess_ids, excess = _excess(lists)
         order = _best(excess_ids, excess, rescore + 1)
         best, after = excess_ids[order[:rescore]], order[rescore:]
@@ -174,13 +177,13 @@ def impact_ranking(conn: Connection, params: dict[str, Any], k: int, per_term: i
         rescore = most if not deeper else min(2 * rescore, most)
 
 
-def _read_to(cur: Any, lists: list[_Postings], depths: list[int], where: str, params: dict[str, Any]) -> None:
+def _read_to(cur: Any, lists: list[_Postings], depths: list[int], sql: str, params: dict[str, Any]) -> None:
     """Read each cut list's next postings, down to its depth (one statement for all of them)."""
     todo = [i for i, p in enumerate(lists) if not p.whole and p.read < depths[i]]
     if not todo:
         return
     asked = [depths[i] - lists[i].read for i in todo]
-    rows = cur.execute(_POSTINGS_SQL.format(filter=where), {
+    rows = cur.execute(sql, {
         **params, "lexemes": [lists[i].lexeme for i in todo], "more": asked,
         "after_impacts": [lists[i].last[0] for i in todo], "after_ids": [lists[i].last[1] for i in todo],
     }).fetchall()
