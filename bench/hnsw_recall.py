@@ -39,13 +39,24 @@ DEEP_SQL = ("SELECT id, d FROM (SELECT id, embedding <=> %(v)s AS d FROM chunks 
 EPSILON = 1e-3
 
 
+def configs(value: str) -> list[tuple[int, int]]:
+    """``40,1000:2000`` → [(40, 0), (1000, 2000)]: (ef_search, depth; 0 = no deeper scan)."""
+    try:
+        out = [(int(ef), int(depth or 0)) for ef, _, depth in (c.partition(":") for c in value.split(","))]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected numbers, e.g. 40,400,1000:2000") from None
+    if any(not 1 <= ef <= 1000 or depth < 0 for ef, depth in out):
+        raise argparse.ArgumentTypeError(f"{value!r}: ef_search is 1 to 1000, depth 0 or more")
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--home", type=Path, help="The kept store's folder (search_bench --keep prints it).")
     where.add_argument("--url", help="libpq URL of the store.")
-    p.add_argument("--configs", default="40,400,1000", help="Comma-separated ef or ef:depth.")
+    p.add_argument("--configs", type=configs, default="40,400,1000", help="Comma-separated ef or ef:depth.")
     p.add_argument("--rows", choices=("copies", "mix"), default="copies", help="The kept store's --rows (for the "
                    "record; the queries do not depend on it).")
     p.add_argument("--queries", type=int, default=200)
@@ -127,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
 
     url = args.url or url_of(args.home)
     vectors = queries(args.queries, args.seed)
-    configs = [(int(ef), int(depth or 0)) for ef, _, depth in (c.partition(":") for c in args.configs.split(","))]
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
         rows = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
@@ -137,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute("SET enable_seqscan = off")
         for v in vectors:  # warm the graph into the cache
             conn.execute(PLAIN_SQL, {"v": v, "candidates": args.k}).fetchall()
-        results = [measure(conn, vectors, exact, args.k, args.candidates, c[0], c[1]) for c in configs]
+        results = [measure(conn, vectors, exact, args.k, args.candidates, c[0], c[1]) for c in args.configs]
     print(table(["ef_search", "depth", "p50 ms", "p95 ms", f"recall@{args.k} by id", "by distance",
                  "k-th distance / exact p50", "max"],
                 [[r["ef_search"], r["depth"] or "-", r["p50_ms"], r["p95_ms"], r["recall_by_id"],
