@@ -133,6 +133,7 @@ def impact_ranking(conn: Connection, params: dict[str, Any], k: int, per_term: i
     average chunk length (see migration 0008).
     """
     filters = (collection is not None, product is not None)
+    postings_sql = _statement(_POSTINGS_SQL, *filters)
     cur = conn.cursor(row_factory=tuple_row, binary=True)
     lists = [_Postings(w, idf) for w, idf in zip(params["match_lexemes"], params["match_idfs"], strict=True)]
     rest_floor = 0.0
@@ -143,7 +144,7 @@ def impact_ranking(conn: Connection, params: dict[str, Any], k: int, per_term: i
     scores: dict[int, Decimal] = {}
     while True:
         passes += 1
-        _read_to(cur, lists, depths, _statement(_POSTINGS_SQL, *filters), params)
+        _read_to(cur, lists, depths, postings_sql, params)
         excess_ids, excess = _excess(lists)
         order = _best(excess_ids, excess, rescore + 1)
         best, after = excess_ids[order[:rescore]], order[rescore:]
