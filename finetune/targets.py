@@ -49,6 +49,16 @@ HANDLE = re.compile(r"(?<![\w@./])@\w{2,30}\b")
 PRICE = re.compile(r"[$€£¥]\s?\d|\b\d+(?:[.,]\d\d)?\s?(?:USD|EUR|GBP|dollars?|euros?|pounds)\b", re.IGNORECASE)
 ORDER_NUMBER = re.compile(r"(?<![\w&])#\d{3,}|\b(?:order|case|ticket|reference|ref)\s*(?:number|no\.?|#)?\s*:?\s*"
                           r"#?\d[\d-]{3,}", re.IGNORECASE)
+# Where else to go, or what this channel cannot do: "Please create a support ticket…", "DM us…", "We cannot assist
+# with travel inquiries over social media." Channel policy is a fact of one company's Twitter desk; in the product
+# the bot is the channel and handing over to a person is its own decision. Five such refusals among 313 targets
+# made 20 of 64 generated replies refuse ("We're unable to assist with car purchases.").
+CHANNEL = re.compile(
+    r"\bDMs?\b|\b(?:a|us|me) PM\b|(?i:\b(?:direct|private) messages?\b|\bsupport (?:ticket|request)s?\b|"
+    r"\bphone support\b|\b(?:call|tweet) us\b|\bsend us a tweet\b|"
+    r"\b(?:we|i)(?:'|’)?(?:re| are| am|m)? ?(?:can ?not|can(?:'|’)t|unable to|not able to) "
+    r"(?:assist|help|support|discuss|provide|handle)\b)"
+)
 _THREAD_MARKER = re.compile(r"\(?\b\d/\d\b\)?")
 _GREETING_NAME = re.compile(
     r"\b(Hi|Hello|Hey|Dear|Hiya|Howdy|Thanks|Thank you|Sorry|Welcome|Cheers)(\s+there)?\s*,?\s*<NAME>", re.IGNORECASE
@@ -125,6 +135,7 @@ _DROP_RULES: list[tuple[str, re.Pattern[str]]] = [
     # A sentence that points at a link it no longer has: "Please see the following link for details."
     ("link", re.compile(r"\b(?:link|links|url|the following|(?:link|page|steps|article) below|this (?:article|page|"
                         r"form)|these (?:instructions|steps|articles|tips))\b|\bhere[.!?:]?$", re.IGNORECASE)),
+    ("channel", CHANNEL),
 ]
 
 

@@ -91,6 +91,16 @@ def test_agent_sign_offs_are_removed_before_redaction() -> None:
          "We're here to help with your AirPods.", {"link": 1}),
         ("Please see the following link for details. We hope your trip goes well.",
          "We hope your trip goes well.", {"link": 1}),
+        # channel policy and deflections: the bot is the channel, and the handover is the bot's decision
+        ("This is never the way we want you to feel. We cannot assist with travel inquiries over social media. "
+         "Thank you!", "This is never the way we want you to feel. Thank you!", {"channel": 1}),
+        ("Please create a support ticket so we may assist you one-on-one.", None, {"channel": 1, "nothing_left": 1}),
+        ("Did you receive a confirmation email? Please DM us your email for us to further investigate.",
+         "Did you receive a confirmation email?", {"channel": 1}),
+        ("Hello there. We're unable to help further through this forum with account recovery issues.",
+         None, {"channel": 1, "nothing_left": 1}),
+        ("We're here from 5:00 AM - 8:00 PM (Pacific) every day. Which app version are you on?",
+         "We're here from 5:00 AM - 8:00 PM (Pacific) every day. Which app version are you on?", {}),
     ],
 )
 def test_targets_keep_the_tone_and_drop_the_facts(reply: str, target: str | None, rules: dict[str, int]) -> None:
