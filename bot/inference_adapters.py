@@ -341,10 +341,14 @@ def answer_gate(registry: AdapterRegistry, settings: Settings, candidate: Adapte
     live_now = registry.live()
     live = live_now.get(scope) or live_now.get(DEFAULT_SCOPE)
     reference = live if live and live.version != candidate.version else None
-    scores = {"reference": answer_scores(registry, settings, reference, questions),
-              "candidate": answer_scores(registry, settings, candidate, questions)}
+    scores = {"reference": answer_scores(registry, settings, reference, questions)}
     scores["reference"]["model"] = reference.version if reference else "base"
-    ref, cand = scores["reference"], scores["candidate"]
+    ref = scores["reference"]
+    if not ref["gold_held"]:
+        # 0 against 0 would pass any adapter: the questions are not about what is ingested
+        return False, (f"answers: {ref['model']} holds no gold answer to the {ref['questions']} gate questions: "
+                       "ingest the knowledge base they are about, or name its own with --gate-questions"), scores
+    scores["candidate"] = cand = answer_scores(registry, settings, candidate, questions)
     if (ref["gold_held"] or 0) - (cand["gold_held"] or 0) > tolerance:
         return False, (f"answers: gold coverage {cand['gold_held']:.2f} < {ref['gold_held']:.2f} of "
                        f"{scores['reference']['model']} − {tolerance}"), scores

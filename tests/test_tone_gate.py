@@ -50,6 +50,15 @@ def test_an_adapter_that_writes_links_and_sign_offs_fails_the_answer_gate(regist
     assert scores["candidate"]["gold_held"] == scores["reference"]["gold_held"] > 0.5  # facts are the manual's
 
 
+def test_the_gate_fails_when_the_questions_find_nothing_ingested(db, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bot.adapters, "chat_model_for",
+                        lambda settings, chosen: GenericFakeChatModel(messages=cycle([AIMessage(CLEAN)])))
+    passed, reason, scores = answer_gate(AdapterRegistry(db, tmp_path / "home"), get_settings(), adapter("clean"))
+    assert not passed and "base holds no gold answer to the 16 gate questions: ingest the knowledge base" in reason
+    assert "candidate" not in scores  # nothing to compare with: the candidate is not run
+
+
 def test_an_adapter_that_only_changes_the_closing_passes(registry: AdapterRegistry) -> None:
     passed, reason, scores = answer_gate(registry, get_settings(), adapter("clean"))
     assert passed, reason
