@@ -11,6 +11,9 @@ clean-up and PII redaction) is rewritten sentence by sentence, and every change 
   @handle, a price or an order number is dropped whole, with the "here:" that led to it; these are facts of
   one company and one customer, and the model should never write them.
 - ``thread_marker``: "1/2", "(2/2)" are removed.
+- ``channel``: a sentence that sends the customer elsewhere or states what the channel cannot do ("Please create
+  a support ticket…", "DM us…", "We cannot assist with travel inquiries over social media.") is dropped: in the
+  product the bot is the channel, and handing over to a person is its decision, not the model's.
 - ``nothing_left``: a reply left with fewer than three words, or only pleasantries, is not a target: the
   conversation ends before that turn (or is dropped when no agent turn is left).
 
@@ -49,15 +52,23 @@ HANDLE = re.compile(r"(?<![\w@./])@\w{2,30}\b")
 PRICE = re.compile(r"[$€£¥]\s?\d|\b\d+(?:[.,]\d\d)?\s?(?:USD|EUR|GBP|dollars?|euros?|pounds)\b", re.IGNORECASE)
 ORDER_NUMBER = re.compile(r"(?<![\w&])#\d{3,}|\b(?:order|case|ticket|reference|ref)\s*(?:number|no\.?|#)?\s*:?\s*"
                           r"#?\d[\d-]{3,}", re.IGNORECASE)
-# Where else to go, or what this channel cannot do: "Please create a support ticket…", "DM us…", "We cannot assist
-# with travel inquiries over social media." Channel policy is a fact of one company's Twitter desk; in the product
-# the bot is the channel and handing over to a person is its own decision. Five such refusals among 313 targets
-# made 20 of 64 generated replies refuse ("We're unable to assist with car purchases.").
+# Channel policy is a fact of one company's Twitter desk (module docstring, ``channel``). Five refusals and six
+# support-ticket replies among 313 targets made 24 of 64 generated replies refuse or deflect ("We're unable to
+# assist with car purchases.").
 CHANNEL = re.compile(
     r"\bDMs?\b|\b(?:a|us|me) PM\b|(?i:\b(?:direct|private) messages?\b|\bsupport (?:ticket|request)s?\b|"
     r"\bphone support\b|\b(?:call|tweet) us\b|\bsend us a tweet\b|"
     r"\b(?:we|i)(?:'|’)?(?:re| are| am|m)? ?(?:can ?not|can(?:'|’)t|unable to|not able to) "
     r"(?:assist|help|support|discuss|provide|handle)\b)"
+)
+# A request for a secret: "Please let us know the username and password." (a tuned 135M model wrote it; real
+# agents never ask for one). A manual's own step ("Share the Wi-Fi password with guests") is allowed when the
+# passages hold it.
+CREDENTIAL = re.compile(
+    r"\b(?:send|share|tell|provide|give|reply with|let us know|DM)\b[^.!?\n]{0,40}?"
+    r"\b(?:passwords?|passcodes?|(?-i:PINs?)|security codes?|CVV|CVC|verification codes?|one-time codes?|2FA codes?|"
+    r"card numbers?)\b",
+    re.IGNORECASE,
 )
 _THREAD_MARKER = re.compile(r"\(?\b\d/\d\b\)?")
 _GREETING_NAME = re.compile(
@@ -297,13 +308,14 @@ def names_in(text: str) -> list[str]:
 
 def leaks(text: str, allowed: str = "") -> list[tuple[str, str]]:
     """What *text* (model-written) holds that *allowed* (the retrieved passages and the question) does not:
-    (kind, the text) for each link, e-mail address, phone number, price, order number, @handle, placeholder
-    and person name. A model may repeat what the passages say; it may not add any of these."""
+    (kind, the text) for each link, e-mail address, phone number, price, order number, @handle, placeholder,
+    request for a password or code (``credential``) and person name. A model may repeat what the passages say;
+    it may not add any of these."""
     lowered = allowed.lower()
     digits = _DIGITS.sub("", allowed)
     found: list[tuple[str, str]] = []
     for kind, pattern in (("link", URL), ("email", EMAIL), ("price", PRICE), ("order_number", ORDER_NUMBER),
-                          ("handle", HANDLE), ("placeholder", PLACEHOLDER)):
+                          ("handle", HANDLE), ("placeholder", PLACEHOLDER), ("credential", CREDENTIAL)):
         for m in pattern.finditer(text):
             value = m.group().rstrip(".,;:!?)")
             if value.lower() not in lowered:
@@ -320,5 +332,5 @@ def leaks(text: str, allowed: str = "") -> list[tuple[str, str]]:
 
 def reply_flags(reply: str) -> set[str]:
     """What a generated reply holds that it must not (no passages allow anything): link, email, phone,
-    placeholder, handle, name, price, order_number."""
+    placeholder, handle, name, price, order_number, credential."""
     return {kind for kind, _ in leaks(reply)}

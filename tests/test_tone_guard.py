@@ -49,6 +49,10 @@ def cuts() -> dict[str, float]:
         ("It costs $49.99 to replace.", "", False),
         ("We're happy to help! ~ Olivia", "", False),
         ("Hope this helps, let us know!", "", True),
+        ("Please let us know the username and password.", "", False),  # a tuned 135M model wrote it
+        ("Send us your PIN and the card number so we can check.", "", False),
+        ("Share the Wi-Fi password with guests.", "Share the Wi-Fi password with guests from the app.", True),
+        ("Tap Reset password, then follow the steps.", "", True),
     ],
 )
 def test_guard_allows_only_what_the_passages_hold(text: str, allowed: str, ok: bool) -> None:

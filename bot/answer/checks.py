@@ -5,7 +5,8 @@ content words are theirs), not a repeat of an earlier one (a loop ends the answe
 "no" or negation the passages do not hold (a 135M model says "No, it does not support WPA3" next
 to a passage that says it does), and nothing the passages do not hold that a tone adapter writes from
 its training tickets (:func:`guard`: links, e-mail addresses, phone numbers, prices, order numbers, handles,
-placeholders such as <EMAIL>, names and sign-offs; each cut is counted in ``supportbot_guard_cuts_total``).
+placeholders such as <EMAIL>, names and sign-offs, requests for a password or code; each cut is counted in
+``supportbot_guard_cuts_total``).
 The first sentence that fails ends the answer; an answer with no
 sentence that passed is replaced by the quoted span. An unfinished sentence at the token limit is
 dropped, so an answer never stops mid-sentence.
@@ -21,7 +22,7 @@ from bot.answer.span import terms
 from bot.metrics import GUARD_CUTS
 from finetune.targets import leaks
 
-GUARD_KINDS = ("link", "email", "phone", "price", "order_number", "handle", "placeholder", "name")
+GUARD_KINDS = ("link", "email", "phone", "price", "order_number", "handle", "placeholder", "name", "credential")
 
 _CITATION = re.compile(r"\s*\[\d{1,2}\]")
 # A sentence ends at .!? before whitespace, or at a line break (list items carry no final stop).
