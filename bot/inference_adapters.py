@@ -349,14 +349,15 @@ def answer_gate(registry: AdapterRegistry, settings: Settings, candidate: Adapte
         return False, (f"answers: {ref['model']} holds no gold answer to the {ref['questions']} gate questions: "
                        "ingest the knowledge base they are about, or name its own with --gate-questions"), scores
     scores["candidate"] = cand = answer_scores(registry, settings, candidate, questions)
-    if (ref["gold_held"] or 0) - (cand["gold_held"] or 0) > tolerance:
+    if ref["gold_held"] - (cand["gold_held"] or 0) > tolerance:
         return False, (f"answers: gold coverage {cand['gold_held']:.2f} < {ref['gold_held']:.2f} of "
                        f"{scores['reference']['model']} − {tolerance}"), scores
     if cand["leaky_answers"] or cand["guard_cuts"] > ref["guard_cuts"]:
-        return False, (f"answers: the adapter wrote links, contacts, names or placeholders ({cand['guard_cuts']} "
-                       f"cut by the guard, {cand['leaky_answers']} answers) : {cand['leaks'][:3]}"), scores
+        return False, (f"answers: the adapter wrote links, contacts, names, placeholders or credential requests "
+                       f"({cand['guard_cuts']} cut by the guard, {cand['leaky_answers']} answers) : "
+                       f"{cand['leaks'][:3]}"), scores
     gold = cand["gold_held"] or 0.0
-    return True, f"answers: gold coverage {gold:.2f} (reference {ref['gold_held'] or 0:.2f}), nothing cut", scores
+    return True, f"answers: gold coverage {gold:.2f} (reference {ref['gold_held']:.2f}), nothing cut", scores
 
 
 def answer_gate_check(registry: AdapterRegistry, settings: Settings, *, questions: Path | None = None,

@@ -6,8 +6,8 @@ the validation split of a file that was trained on, or the whole file (``all_con
 not. Scores: perplexity of the real agent replies; and generated replies — for the held-out conversations'
 agent turns, then for held-out customer messages whose real reply was no target (links only) — compared
 with the real ones (ROUGE-L, MiniLM cosine similarity with a 95 % confidence interval), checked for links,
-e-mail addresses, phone numbers, placeholders, handles and names (their share), and for template parroting
-(the share of the most frequent near-identical reply).
+e-mail addresses, phone numbers, placeholders, handles, names and requests for a password or code (their share),
+and for template parroting (the share of the most frequent near-identical reply).
 """
 
 from __future__ import annotations
