@@ -96,6 +96,7 @@ def exact_neighbours(conn, vectors: np.ndarray, k: int, cache: Path | None) -> l
     table_key = list(conn.execute("SELECT count(*), max(id) FROM chunks").fetchone())
     if cache and cache.exists():
         cached = json.loads(cache.read_text())
+        cached = cached if isinstance(cached, dict) else {}  # a cache of the first version: no table recorded
         neighbours = cached.get("neighbours", [])
         if cached.get("table") == table_key and len(neighbours) >= len(vectors) and all(
                 len(n) >= k for n in neighbours):
