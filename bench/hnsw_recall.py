@@ -16,7 +16,12 @@ the k-th distance found to the exact k-th distance.
 
 The queries are search_bench's (same ``--seed``, same cache), so the figures match its runs.
 
+``--ivfflat LISTS`` measures an IVFFlat index instead, each configuration being ``ivfflat.probes``: the index is
+built, and the HNSW index dropped, inside a transaction that is rolled back at the end, so the store is left as it
+was (the build time is reported).
+
 Usage: .venv/bin/python bench/hnsw_recall.py --home KEPT_HOME [--configs 40,400,1000,1000:2000] [--rows copies]
+       .venv/bin/python bench/hnsw_recall.py --home KEPT_HOME --ivfflat 1000 --configs 5,10,20,40
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--candidates", type=int, default=40, help="Rows the vector side fetches (search_candidates).")
     p.add_argument("--exact-cache", type=Path, default=None, help="JSON of the exact neighbours (made when missing).")
+    p.add_argument("--ivfflat", type=int, default=0, metavar="LISTS",
+                   help="Measure an IVFFlat index of LISTS lists instead (--configs are then ivfflat.probes).")
+    p.add_argument("--maintenance-work-mem", default="3GB", help="For the --ivfflat build.")
     p.add_argument("--seed", type=int, default=1234, help="search_bench's --seed (the query order).")
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args(argv)
@@ -112,8 +120,22 @@ def exact_neighbours(conn, vectors: np.ndarray, k: int, cache: Path | None) -> l
     return exact
 
 
-def measure(conn, vectors: np.ndarray, exact: list, k: int, candidates: int, ef: int, depth: int) -> dict:
-    conn.execute(f"SET hnsw.ef_search = {int(ef)}")
+def build_ivfflat(conn, lists: int, mwm: str) -> float:
+    """Within the caller's transaction: an IVFFlat index of *lists* lists, and no HNSW index; the build seconds."""
+    conn.execute(f"SET LOCAL maintenance_work_mem = '{mwm}'")
+    started = time.perf_counter()
+    conn.execute(f"CREATE INDEX chunks_embedding_ivfflat ON chunks USING ivfflat (embedding vector_cosine_ops) "
+                 f"WITH (lists = {int(lists)})")
+    seconds = time.perf_counter() - started
+    conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+    return seconds
+
+
+def measure(conn, vectors: np.ndarray, exact: list, k: int, candidates: int, ef: int, depth: int,
+            ivfflat: bool = False) -> dict:
+    if ivfflat:
+        conn.execute(f"SET ivfflat.probes = {int(ef)}")
+    conn.execute(f"SET hnsw.ef_search = {int(ef) if not ivfflat else 40}")
     conn.execute(f"SET hnsw.iterative_scan = {'relaxed_order' if depth else 'off'}")
     latencies, by_id, by_distance, ratio = [], [], [], []
     for v, truth in zip(vectors, exact, strict=True):
@@ -145,18 +167,26 @@ def main(argv: list[str] | None = None) -> int:
         index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'chunks_embedding_hnsw'").fetchone()
         progress(f"{rows:,} chunks; {index[0] if index else 'no HNSW index'}")
         exact = exact_neighbours(conn, vectors, args.k, args.exact_cache)
-        conn.execute("SET enable_seqscan = off")
-        for v in vectors:  # warm the graph into the cache
-            conn.execute(PLAIN_SQL, {"v": v, "candidates": args.k}).fetchall()
-        results = [measure(conn, vectors, exact, args.k, args.candidates, c[0], c[1]) for c in args.configs]
-    print(table(["ef_search", "depth", "p50 ms", "p95 ms", f"recall@{args.k} by id", "by distance",
+        with conn.transaction(force_rollback=True):  # an --ivfflat index, and the HNSW one's absence, end here
+            if args.ivfflat:
+                build_s = build_ivfflat(conn, args.ivfflat, args.maintenance_work_mem)
+                index = (f"ivfflat (lists = {args.ivfflat}), built in {build_s:.0f} s, rolled back",)
+                progress(index[0])
+            conn.execute("SET enable_seqscan = off")
+            for v in vectors:  # warm the index into the cache
+                conn.execute(PLAIN_SQL, {"v": v, "candidates": args.k}).fetchall()
+            results = [measure(conn, vectors, exact, args.k, args.candidates, c[0], c[1], bool(args.ivfflat))
+                       for c in args.configs]
+    knob = "probes" if args.ivfflat else "ef_search"
+    print(table([knob, "depth", "p50 ms", "p95 ms", f"recall@{args.k} by id", "by distance",
                  "k-th distance / exact p50", "max"],
                 [[r["ef_search"], r["depth"] or "-", r["p50_ms"], r["p95_ms"], r["recall_by_id"],
                   r["recall_by_distance"], r["kth_distance_ratio_p50"], r["kth_distance_ratio_max"]] for r in results],
-                title=f"HNSW recall, {rows:,} chunks ({args.rows}), {len(vectors)} queries"))
+                title=f"{'IVFFlat' if args.ivfflat else 'HNSW'} recall, {rows:,} chunks ({args.rows}), "
+                      f"{len(vectors)} queries"))
     write_json(NAME, {"benchmark": NAME, "environment": environment(), "rows": args.rows, "chunks": rows,
                       "index": index[0] if index else None, "k": args.k, "candidates": args.candidates,
-                      "queries": len(vectors), "results": results}, args.json)
+                      "queries": len(vectors), "knob": knob, "results": results}, args.json)
     return 0
 
 
