@@ -133,10 +133,10 @@ def build_ivfflat(conn, lists: int, mwm: str) -> float:
 
 def measure(conn, vectors: np.ndarray, exact: list, k: int, candidates: int, ef: int, depth: int,
             ivfflat: bool = False) -> dict:
-    if ivfflat:
-        conn.execute(f"SET ivfflat.probes = {int(ef)}")
-    conn.execute(f"SET hnsw.ef_search = {int(ef) if not ivfflat else 40}")
-    conn.execute(f"SET hnsw.iterative_scan = {'relaxed_order' if depth else 'off'}")
+    """*ef* is hnsw.ef_search, or ivfflat.probes with *ivfflat*; *depth* turns that index's iterative scan on."""
+    index, knob = ("ivfflat", "probes") if ivfflat else ("hnsw", "ef_search")
+    conn.execute(f"SET {index}.{knob} = {int(ef)}")
+    conn.execute(f"SET {index}.iterative_scan = {'relaxed_order' if depth else 'off'}")
     latencies, by_id, by_distance, ratio = [], [], [], []
     for v, truth in zip(vectors, exact, strict=True):
         t = time.perf_counter()
