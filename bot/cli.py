@@ -35,6 +35,8 @@ app.add_typer(adapters_app, name="adapters")
 fulltext_app = typer.Typer(help="The external full-text engine (SUPPORTBOT_BM25=engine): status, reindex.",
                            no_args_is_help=True)
 app.add_typer(fulltext_app, name="fulltext")
+vector_app = typer.Typer(help="The chunks' vector index (HNSW or IVFFlat): status, build.", no_args_is_help=True)
+app.add_typer(vector_app, name="vector-index")
 app.add_typer(eval_app, name="eval")
 app.command("compare")(compare)
 
@@ -125,6 +127,7 @@ def ingest(
                                   highlight=False)
                 else:
                     err.print(f"[red]   failed[/red]  {outcome.message}", highlight=False)
+        _warn_stale_vector_index(db)
     ok = sum(o.ok for o in outcomes)
     failed = len(outcomes) - ok + len(missing)
     console.print(f"{ok} ingested or unchanged, {failed} failed")
@@ -209,6 +212,68 @@ def fulltext_reindex() -> None:
         except EngineError as exc:
             raise _fail(str(exc)) from None
     console.print(f"indexed {written} chunks into {engine.url.index}")
+
+
+# --- the vector index --------------------------------------------------------------------------
+
+
+def _warn_stale_vector_index(db: Database) -> None:
+    from ingestion.vector_index import indexes
+
+    with db.connection() as conn:
+        for index in indexes(conn):
+            if index.stale:
+                err.print(f"[yellow]warning:[/yellow] {index.advice()}", highlight=False)
+
+
+@vector_app.command("status")
+def vector_index_status() -> None:
+    """Which vector index the chunks have, its size, and whether an IVFFlat one needs rebuilding."""
+    from ingestion.vector_index import indexes
+
+    with _database() as db, db.connection() as conn:
+        found = indexes(conn)
+    if not found:
+        raise _fail("the chunks have no vector index, and every search reads them all: run "
+                    "`supportbot vector-index build --kind hnsw`")
+    for index in found:
+        lists = f", {index.lists} lists" if index.lists else ""
+        built = f", built on {index.built_rows:,} chunks" if index.built_rows is not None else ""
+        console.print(f"{index.kind}: {index.name} ({index.bytes / 1e6:.1f} MB{lists}{built}); "
+                      f"{index.rows:,} chunks now", highlight=False)
+        if index.stale:
+            err.print(f"[yellow]warning:[/yellow] {index.advice()}", highlight=False)
+    if len(found) > 1:
+        err.print("[yellow]warning:[/yellow] more than one vector index: the planner picks one per query; keep one "
+                  "(supportbot vector-index build --kind hnsw|ivfflat)", highlight=False)
+
+
+@vector_app.command("build")
+def vector_index_build(
+    kind: Annotated[str, typer.Option(help="hnsw (the default; no upkeep) or ivfflat (near-copy manuals at scale; "
+                                           "rebuild after large uploads).")] = "hnsw",
+    lists: Annotated[int | None, typer.Option(min=1, help="IVFFlat lists (default: chunks / 1000, √chunks past "
+                                                          "1M).")] = None,
+    maintenance_work_mem: Annotated[str, typer.Option(help="PostgreSQL memory for the build (HNSW at 1M chunks "
+                                                           "needs ≥ 2.5GB to build in memory).")] = "1GB",
+) -> None:
+    """(Re)build the vector index on every chunk and drop the other kind, in one transaction. Searches go on through
+    the old index meanwhile; ingestion waits for the build."""
+    import psycopg
+
+    from ingestion.vector_index import VectorIndexError, build
+
+    with _database() as db:
+        with err.status(f"building the {kind} index"):
+            try:
+                index, seconds = build(db, kind, lists, maintenance_work_mem)  # type: ignore[arg-type]
+            except VectorIndexError as exc:
+                raise _fail(str(exc)) from None
+            except psycopg.Error as exc:
+                raise _fail(f"the build failed, and the store keeps its index: {exc}") from None
+    lists_note = f", {index.lists} lists" if index.lists else ""
+    console.print(f"built {index.name} on {index.rows:,} chunks in {seconds:.1f} s "
+                  f"({index.bytes / 1e6:.1f} MB{lists_note})", highlight=False)
 
 
 # --- search --------------------------------------------------------------------------------

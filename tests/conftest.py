@@ -80,6 +80,16 @@ def ingestor(db, embedder, settings):
 
 
 @pytest.fixture
+def sample_kb(ingestor):
+    """The packaged sample knowledge base, ingested as collection "sample", product "aurora-x2"."""
+    from bot.cli import SAMPLE_KB
+
+    outcomes = ingestor.ingest_paths([SAMPLE_KB], collection="sample", product="aurora-x2")
+    assert all(o.outcome == "added" for o in outcomes)
+    return outcomes
+
+
+@pytest.fixture
 def manual_md(tmp_path: Path) -> Path:
     from tests.documents import MANUAL_MD
 

@@ -96,3 +96,29 @@ def test_hash_password_reads_stdin_without_prompts_when_it_is_not_a_terminal() -
     assert "Password" not in done.stdout + done.stderr  # no prompt to answer
     entry = done.stdout.strip().splitlines()[-1]
     assert verify_password("s3cret pass", parse_agents(entry)["alice"])
+
+
+def test_vector_index_status_build_and_the_stale_warning(cli):
+    assert "error: the store holds no chunks" in cli("vector-index", "build", "--kind", "ivfflat").output
+    cli("ingest", str(SAMPLE_KB / "aurora-x2-faq.csv"))
+    status = cli("vector-index", "status")
+    assert status.exit_code == 0 and status.output.startswith("hnsw: chunks_embedding_hnsw (")
+
+    built = cli("vector-index", "build", "--kind", "ivfflat")
+    assert built.exit_code == 0 and built.output.startswith("built chunks_embedding_ivfflat on ")
+    chunks = int(built.output.split(" on ")[1].split()[0])
+    assert "ivfflat: chunks_embedding_ivfflat (" in cli("vector-index", "status").output
+    assert "warning" not in cli("vector-index", "status").output
+
+    ingested = cli("ingest", str(SAMPLE_KB / "aurora-x2-manual.md"))  # many more chunks than the FAQ
+    assert ingested.exit_code == 0
+    assert f"warning: the IVFFlat index was built on {chunks} chunks and the store now holds" in ingested.output
+    assert "rebuild it (supportbot vector-index build --kind ivfflat)" in cli("vector-index", "status").output
+
+    for bad, message in ((("--kind", "annoy"), "error: kind: 'annoy' is not a vector index kind"),
+                         (("--kind", "hnsw", "--lists", "3"), "error: lists: only an IVFFlat index has lists"),
+                         (("--maintenance-work-mem", "lots"), "error: maintenance_work_mem: 'lots'")):
+        result = cli("vector-index", "build", *bad)
+        assert result.exit_code == 1 and message in result.output, result.output
+    assert cli("vector-index", "build").output.startswith("built chunks_embedding_hnsw on ")
+    assert "warning" not in cli("vector-index", "status").output

@@ -25,7 +25,6 @@ from ingestion.store import delete_document
 from supportbot.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_KB = ROOT / "bot" / "sample_kb"
 MISSING = "searchd not installed: apt-get install -y sphinxsearch"
 pytestmark = pytest.mark.skipif(not shutil.which("searchd") and not os.environ.get("CI"), reason=MISSING)
 
@@ -67,13 +66,6 @@ def engine(engine_server: str) -> FulltextEngine:
     engine = FulltextEngine(engine_server)
     engine.execute("TRUNCATE RTINDEX supportbot_chunks")  # each test has a fresh database: chunk ids restart
     return engine
-
-
-@pytest.fixture
-def sample_kb(ingestor):
-    outcomes = ingestor.ingest_paths([SAMPLE_KB], collection="sample", product="aurora-x2")
-    assert all(o.outcome == "added" for o in outcomes)
-    return outcomes
 
 
 def _engine_ids(engine: FulltextEngine) -> set[int]:

