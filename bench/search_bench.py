@@ -105,7 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=200, help="Number of queries.")
     p.add_argument("--k", type=int, default=10, help="Rows per query (recall@k).")
     p.add_argument("--ef", default="settings,40",
-                   help="hnsw.ef_search values to measure; 'settings' is SUPPORTBOT_HNSW_EF_SEARCH (default 100).")
+                   help="hnsw.ef_search values to measure; 'settings' is SUPPORTBOT_HNSW_EF_SEARCH (default 100). "
+                        "With --vector-index ivfflat: ivfflat.probes values ('settings': SUPPORTBOT_IVFFLAT_PROBES).")
+    p.add_argument("--vector-index", choices=("hnsw", "ivfflat"), default="hnsw",
+                   help="The vector index: the schema's HNSW, or IVFFlat built after the load as `supportbot "
+                        "vector-index build --kind ivfflat` builds it.")
+    p.add_argument("--lists", type=int, default=None, help="IVFFlat lists (default: the product's, rows / 1000).")
     p.add_argument("--filter-fraction", type=float, default=0.05,
                    help="Share of the rows in the filtered collection.")
     p.add_argument("--corpus", type=Path, default=S10_HTML,
@@ -490,19 +495,31 @@ def text_only(sql: str) -> str | None:
     return sql[: cut + 2] + "SELECT id FROM text_hits"
 
 
+def set_knob(conn, kind: str, value: int, k: int) -> None:
+    """The session's search breadth: hnsw.ef_search (at least k), or ivfflat.probes."""
+    if kind == "ivfflat":
+        conn.execute("SELECT set_config('ivfflat.probes', %s, false)", (str(value),))
+    else:
+        conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(max(value, k)),))
+
+
+def set_iterative_scan(conn, mode: str) -> None:
+    conn.execute(f"SET hnsw.iterative_scan = {mode}")
+    conn.execute(f"SET ivfflat.iterative_scan = {mode}")
+
+
 def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, efs: list[int],
             budget_s: float, hybrid: bool = True, bm25_max: tuple[int, ...] = (),
-            engine_searcher_for=None) -> dict[str, Any]:
+            engine_searcher_for=None, kind: str = "hnsw") -> dict[str, Any]:
     ids = lambda rows: [r[0] for r in rows]  # noqa: E731
     queries = list(zip(texts, vectors, strict=True))
     first = {"v": vectors[0], "k": k, "c": FILTER_COLLECTION}
     out: dict[str, Any] = {"ef": {}, "filtered": {}, "plans": {}}
 
-    progress("  warm-up: every query through the HNSW index" + (", 10 through Searcher.search" if hybrid else ""))
-    conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(max(efs[0], k)),))
+    progress(f"  warm-up: every query through the {kind} index" + (", 10 through Searcher.search" if hybrid else ""))
+    set_knob(conn, kind, efs[0], k)
     for vector in vectors:
         conn.execute(ANN_SQL, {"v": vector, "k": k}).fetchall()
-    conn.execute("RESET hnsw.ef_search")
     hybrid_sql, template, warm = "", {}, None
     if hybrid:
         warm = searcher_for(efs[0])
@@ -591,7 +608,7 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
         out["text"] = None
 
     for ef in efs:
-        progress(f"  ef_search={ef}: hybrid, ann, filtered")
+        progress(f"  {'probes' if kind == 'ivfflat' else 'ef_search'}={ef}: hybrid, ann, filtered")
         searcher = searcher_for(ef)
         hyb_lat, hyb = timed(lambda q, s=searcher: s.search(q[0], k=k, vector=q[1]), queries, budget_s) if hybrid \
             else ([], [])
@@ -599,9 +616,9 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
         sequential = searcher_for(ef, parallel=False) if hybrid and getattr(searcher, "_vector_side", None) else None
         seq_lat, seq = timed(lambda q, s=sequential: s.search(q[0], k=k, vector=q[1]), queries, budget_s) \
             if sequential else ([], [])
-        conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(max(ef, k)),))
-        conn.execute("SET hnsw.iterative_scan = off")
-        conn.execute("SET enable_seqscan = off")  # through the HNSW index, as Searcher.search runs it
+        set_knob(conn, kind, ef, k)
+        set_iterative_scan(conn, "off")
+        conn.execute("SET enable_seqscan = off")  # through the vector index, as Searcher.search runs it
         plans = {"ann": plan_of(conn, ANN_SQL, first)}
         ann_lat, ann = timed(lambda v: ids(conn.execute(ANN_SQL, {"v": v, "k": k}).fetchall()), vectors)
         conn.execute("RESET enable_seqscan")
@@ -612,7 +629,7 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
         }
         filtered: dict[str, Any] = {}
         for mode in ("off", "relaxed_order"):
-            conn.execute(f"SET hnsw.iterative_scan = {mode}")
+            set_iterative_scan(conn, mode)
             for variant, statement in (("ann", ANN_FILTERED_SQL), ("ann_hnsw_forced", ANN_FILTERED_VIA_HNSW_SQL)):
                 name = f"{variant}_iterative_{mode}"
                 forced = variant == "ann_hnsw_forced"
@@ -630,16 +647,17 @@ def measure(conn, searcher_for, texts: list[str], vectors: np.ndarray, k: int, e
         if not hybrid:
             continue
         # The hybrid statement as Searcher runs it (iterative scan on), unfiltered and filtered.
-        conn.execute("SET hnsw.iterative_scan = relaxed_order")
+        set_iterative_scan(conn, "relaxed_order")
         conn.execute("SET enable_seqscan = off")
         plans["hybrid"] = plan_of(conn, hybrid_sql, template)
         plans["hybrid_filtered"] = plan_of(conn, hybrid_sql, {**template, "collection": FILTER_COLLECTION})
         conn.execute("RESET enable_seqscan")
-        conn.execute("RESET hnsw.iterative_scan")
+        set_iterative_scan(conn, "DEFAULT")
         hf_lat, hf = timed(lambda q, s=searcher: s.search(q[0], k=k, collection=FILTER_COLLECTION, vector=q[1]),
                            queries, budget_s)
         filtered["hybrid"] = summary(hf_lat, [len(h) for h in hf])
     conn.execute("RESET hnsw.ef_search")
+    conn.execute("RESET ivfflat.probes")
     if engine_searcher_for is not None and hybrid:
         out["engine"] = measure_engine(conn, engine_searcher_for(efs[0]), warm, queries, exact_found, k, budget_s)
     return out
@@ -672,13 +690,14 @@ def measure_engine(conn, searcher, warm, queries: list, exact_found: list[list[i
 def relation_sizes(conn) -> dict[str, int]:
     rows = conn.execute(
         """SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
-           WHERE c.relname IN ('chunks', 'chunks_embedding_hnsw', 'chunks_tsv_gin', 'chunk_terms',
+           WHERE c.relname IN ('chunks', 'chunks_embedding_hnsw', 'chunks_embedding_ivfflat', 'chunks_tsv_gin',
+                               'chunk_terms',
                                'chunk_terms_by_impact', 'chunk_terms_by_collection_impact')"""
     ).fetchall()
     return {name: int(size) for name, size in rows}
 
 
-def make_searcher(db, embedder, settings, ef: int, parallel: bool = True):
+def make_searcher(db, embedder, settings, ef: int, parallel: bool = True, kind: str = "hnsw"):
     from ingestion.search import Searcher
 
     if "search_parallel" in type(settings).model_fields:
@@ -687,7 +706,10 @@ def make_searcher(db, embedder, settings, ef: int, parallel: bool = True):
         searcher = Searcher.from_settings(db, embedder, settings)
     else:
         searcher = Searcher(db, embedder, settings.search_candidates, settings.hnsw_ef_search)
-    searcher.ef_search = ef
+    if kind == "ivfflat":
+        searcher.probes = ef
+    else:
+        searcher.ef_search = ef
     return searcher
 
 
@@ -700,16 +722,18 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
     results: dict[str, Any] = {"benchmark": NAME, "environment": environment(), "k": args.k,
+                               "vector_index": args.vector_index,
                                "filter_fraction": args.filter_fraction, "sizes": {}}
 
     from ingestion.embed import get_embedder
     from supportbot.settings import Settings
 
     settings = Settings()
-    efs = list(dict.fromkeys(settings.hnsw_ef_search if e.strip() == "settings" else int(e)
+    configured = settings.ivfflat_probes if args.vector_index == "ivfflat" else settings.hnsw_ef_search
+    efs = list(dict.fromkeys(configured if e.strip() == "settings" else int(e)
                              for e in args.ef.split(",") if e.strip()))
     results["settings"] = {k: getattr(settings, k) for k in (
-        "search_candidates", "hnsw_ef_search", "search_vector_weight", "search_text_weight", "bm25",
+        "search_candidates", "hnsw_ef_search", "ivfflat_probes", "search_vector_weight", "search_text_weight", "bm25",
         "bm25_postings_per_word", "bm25_max_postings_per_word") if hasattr(settings, k)}
     use_real = not args.random and args.corpus.exists()
     embedder = get_embedder(settings)
@@ -745,10 +769,20 @@ def main(argv: list[str] | None = None) -> int:
                     "AND indexname IN ('chunks_tsv_gin', 'chunks_embedding_hnsw')) "
                     "OR (tablename = 'chunk_terms' AND indexname LIKE 'chunk_terms_by_%') "
                     "ORDER BY indexname DESC").fetchall())
+                if args.vector_index == "ivfflat":  # built after the load, on its rows, by the product's command
+                    conn.execute("DROP INDEX chunks_embedding_hnsw")
+                    del index_defs["chunks_embedding_hnsw"]
                 results["index_definitions"] = index_defs
                 progress(f"{n:,} chunks: loading")
                 load_times = load(conn, index_defs, corpus, n, args.filter_fraction, args.maintenance_work_mem, rng,
                                   args.text_noise, args.rows)
+                if args.vector_index == "ivfflat":
+                    from ingestion.vector_index import build
+
+                    index, seconds = build(db, "ivfflat", args.lists, args.maintenance_work_mem)
+                    load_times["index_chunks_embedding_ivfflat_s"] = seconds
+                    results["index_definitions"][index.name] = index.definition
+                    progress(f"  {n:,} rows: built {index.name} ({index.lists} lists) in {seconds:.1f} s")
                 progress(f"{n:,} chunks: loaded ({', '.join(f'{k} {v:.1f}' for k, v in load_times.items())})")
                 filtered_rows = conn.execute("SELECT count(*) FROM chunks WHERE collection = %s",
                                              (FILTER_COLLECTION,)).fetchone()[0]
@@ -763,11 +797,12 @@ def main(argv: list[str] | None = None) -> int:
                     FulltextEngine(args.engine_url).reindex(db)
                     load_times["engine_index_s"] = time.perf_counter() - t1
                     engine_searcher_for = lambda ef, db=db, es=engine_settings: make_searcher(  # noqa: E731
-                        db, embedder, es, ef)
+                        db, embedder, es, ef, kind=args.vector_index)
                 figures = measure(conn, lambda ef, parallel=True, db=db: make_searcher(db, embedder, settings, ef,
-                                                                                       parallel),
+                                                                                       parallel, args.vector_index),
                                   texts, qvec, args.k, efs, args.phase_budget, hybrid=not args.no_hybrid,
-                                  bm25_max=args.bm25_max, engine_searcher_for=engine_searcher_for)
+                                  bm25_max=args.bm25_max, engine_searcher_for=engine_searcher_for,
+                                  kind=args.vector_index)
                 results["sizes"][n] = {
                     "load": {k: round(v, 2) for k, v in load_times.items()},
                     "filtered_rows": filtered_rows,
@@ -786,14 +821,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(results: dict[str, Any], efs: list[int]) -> None:
     sizes = results["sizes"]
+    kind = results.get("vector_index", "hnsw")
+    vector_index = f"chunks_embedding_{kind}"
+    knob = "probes" if kind == "ivfflat" else "ef"
     print()
     print(table(
-        ["chunks", "filtered", "copy+insert s", "GIN s", "HNSW s", "postings idx s", "table MB", "HNSW MB",
+        ["chunks", "filtered", "copy+insert s", "GIN s", f"{kind} s", "postings idx s", "table MB", f"{kind} MB",
          "postings MB", "total s"],
         [[n, r["filtered_rows"], r["load"]["copy_insert_s"], r["load"].get("index_chunks_tsv_gin_s"),
-          r["load"].get("index_chunks_embedding_hnsw_s"),
+          r["load"].get(f"index_{vector_index}_s"),
           sum(v for key, v in r["load"].items() if key.startswith("index_chunk_terms")) or None,
-          r["relation_bytes"].get("chunks", 0) / 1e6, r["relation_bytes"].get("chunks_embedding_hnsw", 0) / 1e6,
+          r["relation_bytes"].get("chunks", 0) / 1e6, r["relation_bytes"].get(vector_index, 0) / 1e6,
           r["relation_bytes"].get("chunk_terms", 0) / 1e6 or None, r["seconds"]] for n, r in sizes.items()],
         title=f"Load (maintenance_work_mem for the builds; server {results['server']['postgres']}, "
               f"pgvector {results['server']['pgvector']})",
@@ -813,7 +851,7 @@ def report(results: dict[str, Any], efs: list[int]) -> None:
                          text.get("certified_share"), exact_text.get("p50_ms"), r["exact"]["p50_ms"],
                          100 * share["mean"] if share else None])
     print(table(
-        ["chunks", "ef", "hyb n", "hybrid p50", "hybrid p95", "one-conn p50", "one-conn p95", "ann n", "ann p50",
+        ["chunks", knob, "hyb n", "hybrid p50", "hybrid p95", "one-conn p50", "one-conn p95", "ann n", "ann p50",
          "ann p95",
          f"recall@{results['k']}", "text n", "text p50", "text p95", "text recall", "certified", "exact BM25 p50",
          "exact p50", "match %"],
@@ -847,7 +885,7 @@ def report(results: dict[str, Any], efs: list[int]) -> None:
                 rows.append([n, ef, label, s["queries"], s["rows_min"], s["rows_mean"], s.get("recall"), s["p50_ms"],
                              s["p95_ms"]])
     print(table(
-        ["chunks", "ef", "filtered query", "n", "rows min", "rows mean", f"recall@{results['k']}", "p50 ms",
+        ["chunks", knob, "filtered query", "n", "rows min", "rows mean", f"recall@{results['k']}", "p50 ms",
          "p95 ms"],
         rows, title=f"Filtered by collection ({100 * results['filter_fraction']:g} % of rows), k={results['k']}",
     ))
@@ -856,7 +894,7 @@ def report(results: dict[str, Any], efs: list[int]) -> None:
     for n, r in sizes.items():
         for ef in efs:
             for name, plan in r["plans"][ef].items():
-                print(f"  {n:>7,}  ef {ef:>3}  {name:<45} {plan}")
+                print(f"  {n:>7,}  {knob} {ef:>3}  {name:<45} {plan}")
     print(f"queries: {results['data']['queries']}; base chunks: {results['data']['base_chunks']} "
           f"({results['data']['corpus']}); total {results['total_s']} s")
 
