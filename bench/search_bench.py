@@ -1,4 +1,4 @@
-"""Search benchmark: hybrid and vector search latency, and HNSW recall, at 10k and 100k chunks.
+"""Search benchmark: hybrid and vector search latency, and HNSW (or IVFFlat) recall, at 10k and 100k chunks.
 
 For each size, a fresh embedded PostgreSQL (own temporary SUPPORTBOT_HOME, all migrations applied)
 has its ``chunks`` table filled quickly: binary COPY into a staging table, then one INSERT … SELECT
