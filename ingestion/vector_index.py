@@ -92,8 +92,9 @@ def indexes(conn: Connection) -> list[VectorIndex]:
     return out
 
 
-def build(db: Database, kind: Kind, lists: int | None = None, maintenance_work_mem: str = "1GB") -> tuple[
-        VectorIndex, float]:
+def build(
+    db: Database, kind: Kind, lists: int | None = None, maintenance_work_mem: str = "1GB"
+) -> tuple[VectorIndex, float]:
     """Build a *kind* index on every chunk and make it the only vector index, in one transaction: searches go on
     through the old index meanwhile (ingestion waits), and a failed build leaves the old one. Returns the new
     index and the build's seconds. *lists*: IVFFlat's list count (default :func:`default_lists`)."""
