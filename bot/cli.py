@@ -218,12 +218,10 @@ def fulltext_reindex() -> None:
 
 
 def _warn_stale_vector_index(db: Database) -> None:
-    from ingestion.vector_index import indexes
+    from ingestion.vector_index import stale_advice
 
-    with db.connection() as conn:
-        for index in indexes(conn):
-            if index.stale:
-                err.print(f"[yellow]warning:[/yellow] {index.advice()}", highlight=False)
+    for advice in stale_advice(db):
+        err.print(f"[yellow]warning:[/yellow] {advice}", highlight=False)
 
 
 @vector_app.command("status")

@@ -17,6 +17,7 @@ from bot.rate_limits import RateLimiter
 from finetune.registry import AdapterRegistry
 from ingestion.pipeline import FileOutcome, Ingestor
 from ingestion.search import Searcher
+from ingestion.vector_index import stale_advice
 from supportbot.database import Database, open_database
 from supportbot.settings import Settings, get_settings
 
@@ -88,7 +89,11 @@ class SupportService:
 
     def ingest(self, path: Path, source: str, collection: str = "default", product: str | None = None) -> FileOutcome:
         with self._ingest_lock:
-            return self.ingestor.ingest_file(path, source, collection, product)
+            outcome = self.ingestor.ingest_file(path, source, collection, product)
+        if outcome.chunks:
+            for advice in stale_advice(self.db):
+                log.warning(advice)
+        return outcome
 
     def close(self) -> None:
         self.db.close()

@@ -92,6 +92,12 @@ def indexes(conn: Connection) -> list[VectorIndex]:
     return out
 
 
+def stale_advice(db: Database) -> list[str]:
+    """What to do about each stale vector index (nothing, normally): said after uploads."""
+    with db.connection() as conn:
+        return [index.advice() or "" for index in indexes(conn) if index.stale]
+
+
 def build(
     db: Database, kind: Kind, lists: int | None = None, maintenance_work_mem: str = "1GB"
 ) -> tuple[VectorIndex, float]:

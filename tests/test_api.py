@@ -152,3 +152,21 @@ def test_health_metrics_and_openapi(server):
             service.settings.metrics_token = ""
         paths = http.get("/openapi.json").json()["paths"]
         assert {"/v1/chat/completions", "/api/chat", "/api/documents", "/api/search"} <= paths.keys()
+
+
+def test_an_upload_warns_when_the_ivfflat_index_needs_rebuilding(server, tmp_path, embedder, caplog):
+    from ingestion.vector_index import build
+    from tests.test_search import _fill_noise_near
+
+    url, service = server
+    index, _ = build(service.db, "ivfflat")
+    _fill_noise_near(service.db, embedder.embed(["noise"])[0], 2 * index.rows + 1)
+    manual = tmp_path / "lamp.md"
+    manual.write_text("# Lamp\n\n## Dimming\n\nTap the top of the lamp twice to dim it to 30 percent.\n")
+    with httpx.Client(base_url=url, timeout=120) as http:
+        uploaded = http.post("/api/documents", files={"files": ("lamp.md", manual.read_bytes(), "text/markdown")},
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+    assert uploaded.status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "bot.service"]
+    assert warnings == [f"the IVFFlat index was built on {index.rows:,} chunks and the store now holds "
+                        f"{3 * index.rows + 2:,}: rebuild it (supportbot vector-index build --kind ivfflat)"]
