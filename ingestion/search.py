@@ -212,7 +212,7 @@ class Searcher:
         max_per_term: int | None = None,
         parallel: bool = True,
         engine: FulltextEngine | None = None,
-        probes: int = 10,
+        probes: int = 20,
     ) -> None:
         if bm25 not in ("impact", "exact", "engine"):
             raise ValueError(f"bm25 must be 'impact', 'exact' or 'engine', not {bm25!r}")
