@@ -153,6 +153,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--sizes must be at least --k")
     if not 0 < args.filter_fraction <= 1:
         p.error("--filter-fraction must be in (0, 1]")
+    if args.lists is not None and (args.vector_index != "ivfflat" or args.lists < 1):
+        p.error("--lists: a positive number, with --vector-index ivfflat")
     return args
 
 
@@ -691,8 +693,7 @@ def relation_sizes(conn) -> dict[str, int]:
     rows = conn.execute(
         """SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c
            WHERE c.relname IN ('chunks', 'chunks_embedding_hnsw', 'chunks_embedding_ivfflat', 'chunks_tsv_gin',
-                               'chunk_terms',
-                               'chunk_terms_by_impact', 'chunk_terms_by_collection_impact')"""
+                               'chunk_terms', 'chunk_terms_by_impact', 'chunk_terms_by_collection_impact')"""
     ).fetchall()
     return {name: int(size) for name, size in rows}
 
