@@ -120,17 +120,6 @@ def exact_neighbours(conn, vectors: np.ndarray, k: int, cache: Path | None) -> l
     return exact
 
 
-def build_ivfflat(conn, lists: int, mwm: str) -> float:
-    """Within the caller's transaction: an IVFFlat index of *lists* lists, and no HNSW index; the build seconds."""
-    conn.execute(f"SET LOCAL maintenance_work_mem = '{mwm}'")
-    started = time.perf_counter()
-    conn.execute(f"CREATE INDEX chunks_embedding_ivfflat ON chunks USING ivfflat (embedding vector_cosine_ops) "
-                 f"WITH (lists = {int(lists)})")
-    seconds = time.perf_counter() - started
-    conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
-    return seconds
-
-
 def measure(conn, vectors: np.ndarray, exact: list, k: int, candidates: int, ef: int, depth: int,
             ivfflat: bool = False) -> dict:
     """*ef* is hnsw.ef_search, or ivfflat.probes with *ivfflat*; *depth* turns that index's iterative scan on."""
@@ -168,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"{rows:,} chunks; {index[0] if index else 'no HNSW index'}")
         exact = exact_neighbours(conn, vectors, args.k, args.exact_cache)
         with conn.transaction(force_rollback=True):  # an --ivfflat index, and the HNSW one's absence, end here
-            if args.ivfflat:
-                build_s = build_ivfflat(conn, args.ivfflat, args.maintenance_work_mem)
+            if args.ivfflat:  # the product's build (supportbot vector-index build --kind ivfflat), rolled back
+                from ingestion.vector_index import build_in
+
+                _, build_s = build_in(conn, "ivfflat", args.ivfflat, args.maintenance_work_mem)
                 index = (f"ivfflat (lists = {args.ivfflat}), built in {build_s:.0f} s, rolled back",)
                 progress(index[0])
             conn.execute("SET enable_seqscan = off")

@@ -104,34 +104,40 @@ def build(
     """Build a *kind* index on every chunk and make it the only vector index, in one transaction: searches go on
     through the old index meanwhile (ingestion waits), and a failed build leaves the old one. Returns the new
     index and the build's seconds. *lists*: IVFFlat's list count (default :func:`default_lists`)."""
+    with db.connection() as conn, conn.transaction():
+        return build_in(conn, kind, lists, maintenance_work_mem)
+
+
+def build_in(
+    conn: Connection, kind: Kind, lists: int | None = None, maintenance_work_mem: str = "1GB"
+) -> tuple[VectorIndex, float]:
+    """:func:`build` within the caller's transaction (bench/hnsw_recall.py rolls it back after measuring)."""
     if kind not in KINDS:
         raise VectorIndexError(f"kind: {kind!r} is not a vector index kind; use one of {', '.join(KINDS)}")
     if lists is not None and (kind != "ivfflat" or lists < 1):
         raise VectorIndexError("lists: only an IVFFlat index has lists, and at least one")
-    with db.connection() as conn, conn.transaction():
-        rows = conn.cursor(row_factory=dict_row).execute("SELECT count(*) AS n FROM chunks").fetchone()["n"]
-        if kind == "ivfflat":
-            if rows == 0:
-                raise VectorIndexError("the store holds no chunks, and IVFFlat learns its lists from the chunks "
-                                       "present: ingest the knowledge base first (or keep HNSW)")
-            lists = lists or default_lists(rows)
-            if lists > rows:
-                raise VectorIndexError(f"lists: {lists} lists need at least as many chunks; the store holds "
-                                       f"{rows} (use --lists {default_lists(rows)})")
-        try:
-            conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (maintenance_work_mem,))
-        except psycopg.Error as exc:
-            raise VectorIndexError(f"maintenance_work_mem: {maintenance_work_mem!r} is not a memory size "
-                                   f"PostgreSQL takes ({exc.diag.message_primary}); e.g. 1GB") from None
-        started = time.perf_counter()
-        conn.execute(sql.SQL("CREATE INDEX chunks_embedding_building ON chunks USING {}").format(
-            sql.SQL(_USING[kind].format(lists=int(lists or 0)))))
-        seconds = time.perf_counter() - started
-        for old in NAMES.values():
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(old)))
-        conn.execute(sql.SQL("ALTER INDEX chunks_embedding_building RENAME TO {}").format(
-            sql.Identifier(NAMES[kind])))
-        conn.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(
-            sql.Identifier(NAMES[kind]), sql.Literal(json.dumps({"rows": rows, "seconds": round(seconds, 1)}))))
-        built = [i for i in indexes(conn) if i.name == NAMES[kind]]
+    rows = conn.cursor(row_factory=dict_row).execute("SELECT count(*) AS n FROM chunks").fetchone()["n"]
+    if kind == "ivfflat":
+        if rows == 0:
+            raise VectorIndexError("the store holds no chunks, and IVFFlat learns its lists from the chunks "
+                                   "present: ingest the knowledge base first (or keep HNSW)")
+        lists = lists or default_lists(rows)
+        if lists > rows:
+            raise VectorIndexError(f"lists: {lists} lists need at least as many chunks; the store holds "
+                                   f"{rows} (use --lists {default_lists(rows)})")
+    try:
+        conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (maintenance_work_mem,))
+    except psycopg.Error as exc:
+        raise VectorIndexError(f"maintenance_work_mem: {maintenance_work_mem!r} is not a memory size "
+                               f"PostgreSQL takes ({exc.diag.message_primary}); e.g. 1GB") from None
+    started = time.perf_counter()
+    conn.execute(sql.SQL("CREATE INDEX chunks_embedding_building ON chunks USING {}").format(
+        sql.SQL(_USING[kind].format(lists=int(lists or 0)))))
+    seconds = time.perf_counter() - started
+    for old in NAMES.values():
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(old)))
+    conn.execute(sql.SQL("ALTER INDEX chunks_embedding_building RENAME TO {}").format(sql.Identifier(NAMES[kind])))
+    conn.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(
+        sql.Identifier(NAMES[kind]), sql.Literal(json.dumps({"rows": rows, "seconds": round(seconds, 1)}))))
+    built = [i for i in indexes(conn) if i.name == NAMES[kind]]
     return built[0], seconds
